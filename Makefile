@@ -1,0 +1,39 @@
+# dps: `make run` runs the default pipeline, `make test` runs the tests.
+# Both install into a local virtual environment (.venv) first; torch 2.13.0 (a CPU wheel on
+# these machines) is installed before the project so that no CUDA packages are pulled in.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV)/bin)
+CORES  ?= all
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run report test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[workflow,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+	@echo "report: results/report.html; metrics: results/*/metrics.tsv"
+
+test: install
+	$(BIN)/python -m pytest -q --durations=10
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+bench: install
+	$(BIN)/python benchmarks/bench_decorrelation.py
+	$(BIN)/python benchmarks/bench_background.py
+
+clean:
+	rm -rf results .snakemake

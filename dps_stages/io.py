@@ -1,0 +1,365 @@
+"""Reading and writing images: TIFF, folders of TIFFs, Zarr, OME-Zarr.
+
+Intermediates are chunked Zarr (v3) arrays compressed with Blosc-zstd, one chunk per image
+tile, written through Dask so that a stack larger than memory streams chunk by chunk. Final
+images are written as OME-Zarr (NGFF 0.4/0.5 as ome-zarr writes it, with the pixel size in the
+coordinate transformations) and as ImageJ hyperstack TIFF (with the pixel size in the
+resolution tags), readable by Fiji and napari.
+
+Every write is atomic: data go to a hidden sibling path that is renamed onto the target only
+once complete, so an interrupted job never leaves a store that looks finished. Inputs are only
+ever opened read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import tifffile
+import zarr
+from zarr.codecs import BloscCodec
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_ARRAY = "image"  # name of the array inside a stage's Zarr group
+RAW_FRAMES = 9  # 2D-SIM: 3 angles x 3 phases
+
+
+class DpsInputError(ValueError):
+    """Bad input: the message names the file, the value and what was expected."""
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; on success rename it onto ``path``.
+
+    On any exception the temporary file or folder is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def _jsonable(value: Any) -> Any:
+    """Attributes must be JSON: convert numpy scalars and arrays, paths and tuples."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Zarr intermediates
+
+
+def default_chunks(shape: tuple[int, ...], tile: int = 1024) -> tuple[int, ...]:
+    """One chunk = one image tile: 1 along the leading axes, ``tile`` along y and x."""
+    lead = (1,) * (len(shape) - 2)
+    return lead + (min(tile, shape[-2]), min(tile, shape[-1]))
+
+
+def _compressor() -> BloscCodec:
+    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+def write_group(
+    path: str | os.PathLike,
+    arrays: Mapping[str, np.ndarray | da.Array],
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    tile: int = 1024,
+) -> Path:
+    """Write named arrays (numpy or dask) into a new Zarr group at ``path``, atomically.
+
+    Dask arrays are stored chunk by chunk (never materialised whole); each array is chunked
+    one image tile per chunk and compressed with Blosc-zstd.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        group.attrs.update(_jsonable(dict(attrs or {})))
+        for name, arr in arrays.items():
+            dtype = np.float32 if np.issubdtype(arr.dtype, np.floating) else arr.dtype
+            chunks = default_chunks(tuple(arr.shape), tile)
+            target = group.create_array(
+                name, shape=arr.shape, chunks=chunks, dtype=dtype, compressors=_compressor()
+            )
+            if isinstance(arr, da.Array):
+                da.store(arr.astype(dtype).rechunk(chunks), target, lock=False)
+            else:
+                target[...] = np.asarray(arr, dtype=dtype)
+    return path
+
+
+def write_stage(
+    path: str | os.PathLike,
+    image: np.ndarray | da.Array,
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    tile: int = 1024,
+) -> Path:
+    """Write one stage's output: a Zarr group holding the array ``image`` and its attributes."""
+    return write_group(path, {IMAGE_ARRAY: image}, attrs, tile=tile)
+
+
+def is_zarr(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / f).exists() for f in ("zarr.json", ".zgroup", ".zarray", ".zattrs")
+    )
+
+
+def open_group(path: str | os.PathLike) -> zarr.Group:
+    """Open an existing Zarr group read-only."""
+    path = Path(path)
+    if not is_zarr(path):
+        raise DpsInputError(f"{path}: not a Zarr store (expected a folder with zarr.json)")
+    return zarr.open_group(str(path), mode="r")
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    return dict(open_group(path).attrs)
+
+
+def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
+    """Lazily open a stage's output (or any Zarr / OME-Zarr image) as a dask array + attrs."""
+    path = Path(path)
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        return da.from_zarr(node), dict(node.attrs)
+    attrs = dict(node.attrs)
+    names = list(node.array_keys())
+    if IMAGE_ARRAY in names:
+        name = IMAGE_ARRAY
+    elif "multiscales" in attrs or "ome" in attrs:  # OME-Zarr: full resolution is the first
+        ms = attrs.get("multiscales") or attrs["ome"]["multiscales"]
+        name = ms[0]["datasets"][0]["path"]
+        attrs.setdefault("pixel_size", _ome_pixel_size(ms[0]))
+    elif len(names) == 1:
+        name = names[0]
+    else:
+        raise DpsInputError(
+            f"{path}: Zarr group holds arrays {sorted(names)}; expected one named "
+            f"'{IMAGE_ARRAY}', a single array, or OME-Zarr multiscales"
+        )
+    return da.from_zarr(node[name]), attrs
+
+
+def _ome_pixel_size(multiscale: Mapping[str, Any]) -> float | None:
+    """Pixel size in nm of the full-resolution level of an NGFF multiscale, if it says."""
+    try:
+        scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][-1]
+    except (KeyError, IndexError):
+        return None
+    units = {a.get("name"): a.get("unit") for a in multiscale.get("axes", [])}
+    factor = {"micrometer": 1e3, "nanometer": 1.0, "millimeter": 1e6}.get(units.get("x"), 1.0)
+    return float(scale) * factor
+
+
+# --------------------------------------------------------------------------------------------
+# reading user input
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
+    """Pixel size in nm from ImageJ/TIFF resolution tags, if present."""
+    page = tif.pages.first
+    tag = page.tags.get("XResolution")
+    if tag is None:
+        return None
+    num, den = tag.value
+    if num == 0 or (num == 1 and den == 1):
+        return None
+    per_unit = num / den  # pixels per unit
+    unit = (tif.imagej_metadata or {}).get("unit", "")
+    to_nm = {"um": 1e3, "micron": 1e3, "µm": 1e3, "\\u00B5m": 1e3, "nm": 1.0}.get(unit)
+    if to_nm is None:
+        res_unit = page.tags.get("ResolutionUnit")
+        to_nm = {3: 1e7, 2: 2.54e7}.get(int(res_unit.value) if res_unit else 0)
+    return None if to_nm is None else float(to_nm / per_unit)
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
+    """Read an image or stack from a TIFF, a folder of per-frame TIFFs, Zarr or OME-Zarr.
+
+    Returns the array (numpy for TIFF, lazy dask for Zarr) and a dict with at least ``path``
+    and ``pixel_size`` (nm, or None when the file does not say).
+
+    A folder of TIFFs is read in natural order (``x_2`` before ``x_10``) and stacked on a new
+    first axis; all frames must share one shape.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DpsInputError(f"{path}: no such file or folder")
+    meta: dict[str, Any] = {"path": str(path), "pixel_size": None}
+    if is_zarr(path):
+        try:
+            arr, attrs = open_stage(path)
+        except DpsInputError:
+            raise
+        except Exception as exc:  # corrupt store
+            raise DpsInputError(f"{path}: unreadable Zarr store ({exc})") from exc
+        meta.update(attrs)
+        meta["path"] = str(path)
+        return arr, meta
+    if path.is_dir():
+        files = sorted(
+            (p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES), key=_natural_key
+        )
+        if not files:
+            raise DpsInputError(f"{path}: folder holds no .tif/.tiff files and is not Zarr")
+        frames = [_read_tiff(f)[0] for f in files]
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            detail = ", ".join(f"{p.name}: {a.shape}" for p, a in zip(files, frames, strict=True))
+            raise DpsInputError(f"{path}: frames differ in shape ({detail})")
+        meta["pixel_size"] = _read_tiff(files[0])[1]
+        meta["files"] = [f.name for f in files]
+        return np.stack(frames), meta
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        arr, px = _read_tiff(path)
+        meta["pixel_size"] = px
+        return arr, meta
+    raise DpsInputError(
+        f"{path}: unsupported input; expected a .tif/.tiff file, a folder of TIFFs, or Zarr"
+    )
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.asarray(), _tiff_pixel_size(tif)
+    except Exception as exc:  # tifffile raises many kinds for a damaged file
+        raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
+
+
+def check_finite(arr: np.ndarray, path: str | os.PathLike) -> None:
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise DpsInputError(f"{path}: {bad} pixels are NaN or infinite; expected finite values")
+
+
+def as_raw_sim(arr: np.ndarray | da.Array, path: str | os.PathLike) -> np.ndarray | da.Array:
+    """Bring raw 2D-SIM frames to (n, 9, y, x), or raise naming the file and shape.
+
+    Accepted: (9, y, x); (n, 9, y, x); (9n, y, x) as n acquisitions of 9 frames in a row,
+    angle-major (frame i: angle i // 3, phase i % 3).
+    """
+    shape = tuple(arr.shape)
+    if arr.ndim == 4 and shape[1] == RAW_FRAMES:
+        return arr
+    if arr.ndim == 3 and shape[0] % RAW_FRAMES == 0 and shape[0] > 0:
+        return arr.reshape((shape[0] // RAW_FRAMES, RAW_FRAMES) + shape[1:])
+    frames = shape[0] if arr.ndim == 3 else (shape[1] if arr.ndim == 4 else None)
+    got = f"{frames} frames" if frames is not None else f"{arr.ndim} dimensions"
+    raise DpsInputError(
+        f"{path}: raw 2D-SIM needs 9 frames (3 angles x 3 phases, angle-major) per image, "
+        f"as (9, y, x), (n, 9, y, x) or (9n, y, x); got shape {shape} ({got})"
+    )
+
+
+def as_image_stack(arr: np.ndarray | da.Array, path: str | os.PathLike) -> np.ndarray | da.Array:
+    """Bring a widefield or SIM image to (n, y, x), or raise naming the file and shape."""
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim == 3:
+        return arr
+    raise DpsInputError(
+        f"{path}: expected a 2D image (y, x) or a stack (n, y, x); got shape {tuple(arr.shape)}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# final outputs
+
+
+def write_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size: float | None) -> Path:
+    """Write an ImageJ hyperstack TIFF (float32) with the pixel size in micrometres."""
+    image = np.asarray(image, dtype=np.float32)
+    axes = {2: "YX", 3: "TYX", 4: "TCYX"}.get(image.ndim)
+    if axes is None:
+        raise ValueError(f"cannot write a {image.ndim}-D array as ImageJ TIFF")
+    kwargs: dict[str, Any] = {"imagej": True, "metadata": {"axes": axes}}
+    if pixel_size:
+        um = pixel_size / 1e3
+        kwargs["resolution"] = (1.0 / um, 1.0 / um)
+        kwargs["metadata"]["unit"] = "um"
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, image, **kwargs)
+    return path
+
+
+def write_ome_zarr(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    pixel_size: float | None,
+    attrs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write an OME-Zarr (NGFF) image with a physical scale in micrometres on y and x."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.writer import write_image
+
+    image = np.asarray(image, dtype=np.float32)
+    axes = list({2: "yx", 3: "tyx", 4: "tcyx"}[image.ndim])
+    um = (pixel_size or 1000.0) / 1e3
+    # a pyramid for viewers (napari) only where the image is large enough to need one
+    factors = tuple(f for f in (2, 4, 8, 16) if min(image.shape[-2:]) // f >= 256)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        store = parse_url(str(tmp), mode="w").store
+        root = zarr.group(store=store)
+        write_image(
+            image,
+            group=root,
+            axes=axes,
+            scale={**{a: 1.0 for a in axes[:-2]}, "y": um, "x": um},
+            axes_units={"y": "micrometer", "x": "micrometer"},
+            scale_factors=factors,
+        )
+        if attrs:
+            root.attrs["dps"] = _jsonable(dict(attrs))
+    return path
+
+
+def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(dict(data)), indent=2) + "\n")
+    return path

@@ -1,0 +1,88 @@
+# Evaluation: metrics of every stage against ground truth (where one exists) and by
+# decorrelation resolution; figures; final images as OME-Zarr and TIFF.
+
+
+rule evaluate:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        f"{RESULTS}/{{ds}}/{{level}}/metrics.tsv",
+    log:
+        f"{RESULTS}/logs/{{ds}}/evaluate_{{level}}.log",
+    params:
+        stages=stage_options,
+        n_r=config["evaluate"]["n_r"],
+        n_g=config["evaluate"]["n_g"],
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps evaluate {output} {params.stages} --level {wildcards.level} "
+        "--n-r {params.n_r} --n-g {params.n_g} > {log} 2>&1"
+
+
+rule stage_figure:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        report(
+            f"{RESULTS}/{{ds}}/{{level}}/stages.png",
+            caption="../report/stages.rst",
+            category="Stages side by side",
+            subcategory="{ds}",
+            labels={"dataset": "{ds}", "level": "{level}"},
+        ),
+    log:
+        f"{RESULTS}/logs/{{ds}}/stage_figure_{{level}}.log",
+    params:
+        stages=lambda w: stage_options(w, with_input=False),
+        n=config["evaluate"]["figure_images"],
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps figures {output} {params.stages} --level {wildcards.level} "
+        "--n-images {params.n} > {log} 2>&1"
+
+
+rule metrics_table:
+    input:
+        lambda w: [f"{RESULTS}/{w.ds}/{level}/metrics.tsv" for level in levels(w.ds)],
+    output:
+        table=report(
+            f"{RESULTS}/{{ds}}/metrics.tsv",
+            caption="../report/metrics_table.rst",
+            category="Metrics",
+            labels={"dataset": "{ds}", "table": "every image"},
+        ),
+        summary=report(
+            f"{RESULTS}/{{ds}}/metrics_summary.tsv",
+            caption="../report/metrics_summary.rst",
+            category="Metrics",
+            labels={"dataset": "{ds}", "table": "mean per stage"},
+        ),
+        figure=report(
+            f"{RESULTS}/{{ds}}/metrics.png",
+            caption="../report/metrics_figure.rst",
+            category="Metrics",
+            labels={"dataset": "{ds}", "table": "figure"},
+        ),
+    log:
+        f"{RESULTS}/logs/{{ds}}/metrics_table.log",
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps summarise {output.table} {input} --summary {output.summary} "
+        "--figure {output.figure} > {log} 2>&1"
+
+
+rule export:
+    input:
+        f"{RESULTS}/{{ds}}/{{level}}/{{stage}}.zarr",
+    output:
+        ome=directory(f"{RESULTS}/{{ds}}/{{level}}/final/{{stage}}.ome.zarr"),
+        tiff=f"{RESULTS}/{{ds}}/{{level}}/final/{{stage}}.tif",
+    log:
+        f"{RESULTS}/logs/{{ds}}/export_{{level}}_{{stage}}.log",
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps export {input} --ome-zarr {output.ome} --tiff {output.tiff} > {log} 2>&1"
