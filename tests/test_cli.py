@@ -1,0 +1,114 @@
+"""The `dps` command line on single files: outputs, JSON, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from dps_stages import io
+from dps_stages.cli import main
+
+
+def digest(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_simulate_extract_background_export(tmp_path):
+    store = tmp_path / "sim.zarr"
+    assert main([
+        "simulate", str(store), "--size", "32", "--n-per-structure", "1",
+        "--structures", "ccps,actin", "--levels", "30,300", "--seed", "3",
+    ]) == 0  # fmt: skip
+    group = io.open_group(store)
+    assert group["raw"].shape == (2, 2, 9, 32, 32)
+    assert group["truth_2x"].shape == (2, 64, 64)
+    assert group.attrs["structures"] == ["ccps", "actin"]
+    assert len(group.attrs["patterns"]) == 2
+
+    raw, wf = tmp_path / "raw.zarr", tmp_path / "wf.zarr"
+    assert main(["extract", str(store), "--level", "300", "--raw", str(raw),
+                 "--widefield", str(wf)]) == 0  # fmt: skip
+    arr, attrs = io.open_stage(raw)
+    assert arr.shape == (2, 9, 32, 32) and attrs["pixel_size"] == 65.0
+    np.testing.assert_array_equal(arr.compute(), group["raw"][:, 1])
+    assert main(["extract", str(store), "--level", "7", "--raw", str(tmp_path / "x.zarr")]) == 2
+    assert not (tmp_path / "x.zarr").exists()
+
+    before = digest(wf)
+    out = tmp_path / "bg.tif"
+    assert main(["background", str(wf), str(out), "--radius", "6"]) == 0
+    assert digest(wf) == before  # the input is never modified
+    back, meta = io.read_image(out)
+    assert back.shape == (2, 32, 32) and back.min() >= 0
+    assert meta["pixel_size"] == pytest.approx(65.0)
+
+    assert main(["export", str(wf), "--ome-zarr", str(tmp_path / "o.ome.zarr"),
+                 "--tiff", str(tmp_path / "o.tif")]) == 0  # fmt: skip
+    assert io.read_image(tmp_path / "o.ome.zarr")[1]["pixel_size"] == pytest.approx(65.0)
+
+
+def test_compare_and_decorrelation_print_json(tmp_path, capsys, rng):
+    ref = rng.random((64, 64)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "ref.tif", ref)
+    tifffile.imwrite(tmp_path / "cand.tif", 2 * ref + 5)
+    assert main(["compare", str(tmp_path / "cand.tif"), str(tmp_path / "ref.tif")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ssim"] == pytest.approx(1.0, abs=1e-6) and out["nrmse"] < 1e-5
+
+    assert main(["decorrelation", str(tmp_path / "ref.tif"), "--pixel-size", "10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"kc", "a0", "resolution_px", "resolution_nm"} <= set(out)
+    assert out["resolution_nm"] == pytest.approx(10 * out["resolution_px"])
+
+
+def test_compare_shape_mismatch_names_both_files(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((8, 8), np.float32))
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((8, 9), np.float32))
+    assert main(["compare", str(tmp_path / "a.tif"), str(tmp_path / "b.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "a.tif" in err and "b.tif" in err and "(8, 9)" in err
+
+
+def test_import_rejects_eight_frames_and_writes_nothing(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(8):
+        tifffile.imwrite(frames / f"f{i}.tif", np.ones((16, 16), np.uint16))
+    out = tmp_path / "raw.zarr"
+    code = main(["import", str(frames), str(out), "--kind", "raw", "--pixel-size", "65"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(frames) in err and "9 frames" in err and "8 frames" in err
+    assert list(tmp_path.iterdir()) == [frames]
+
+
+def test_import_rejects_nan_and_missing_pixel_size(tmp_path, capsys):
+    image = np.ones((16, 16), np.float32)
+    image[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    assert main(["import", str(tmp_path / "nan.tif"), str(tmp_path / "o.zarr"),
+                 "--kind", "widefield", "--pixel-size", "65"]) == 2  # fmt: skip
+    assert "nan.tif" in capsys.readouterr().err
+    tifffile.imwrite(tmp_path / "plain.tif", np.ones((16, 16), np.float32))
+    assert main(["import", str(tmp_path / "plain.tif"), str(tmp_path / "o.zarr"),
+                 "--kind", "widefield"]) == 2  # fmt: skip
+    assert "pixel size" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_import_real_raw_frames(shared_data, tmp_path):
+    folder = shared_data / "vdl-sim-microtubules" / "raw" / "1"
+    raw, wf = tmp_path / "raw.zarr", tmp_path / "wf.zarr"
+    assert main(["import", str(folder), str(raw), "--kind", "raw", "--pixel-size", "62.6",
+                 "--widefield", str(wf)]) == 0  # fmt: skip
+    assert io.open_stage(raw)[0].shape == (1, 9, 512, 512)
+    assert io.open_stage(wf)[0].shape == (1, 512, 512)

@@ -1,0 +1,144 @@
+"""The real Snakemake DAG on a tiny configuration, config validation, lint and dry run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny.yaml"
+
+
+def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run snakemake from this interpreter's environment, with `dps` on the PATH."""
+    exe = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{exe}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(
+        [str(exe / "snakemake"), "-s", str(ROOT / "Snakefile"), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def workdir_with(tmp_path: Path, config: dict) -> Path:
+    """A working directory holding config.yaml (what `configfile:` reads) and nothing else."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def tiny_config(**overrides) -> dict:
+    config = yaml.safe_load(TINY.read_text())
+    config.update(overrides)
+    return config
+
+
+def test_default_config_dry_run_and_lint():
+    dry = snakemake("-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr
+    lint = snakemake("--lint")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Lints for" not in lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"optics": {"na": 2.5}}, "na"),
+        ({"background": {"radius": "big"}}, "radius"),
+        ({"bogus_key": 1}, "bogus_key"),
+    ],
+)
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, change, key):
+    work = workdir_with(tmp_path, tiny_config(**change))
+    run = snakemake("--cores", "1", cwd=work)
+    assert run.returncode != 0
+    assert key in run.stderr + run.stdout
+    assert not (work / "results").exists()
+
+
+@pytest.mark.e2e
+def test_tiny_pipeline_end_to_end(tmp_path):
+    work = workdir_with(tmp_path, tiny_config())
+    run = snakemake("--cores", "2", cwd=work)
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = work / "results" / "simulated"
+
+    table = pd.read_csv(results / "metrics.tsv", sep="\t", dtype={"level": str})
+    assert set(table["level"]) == {"50", "500"}
+    assert set(table["stage"]) == {"widefield", "raw_bg", "widefield_bg"}
+    assert len(table) == 2 * 3 * 2  # levels x stages x images
+    assert table["psnr"].notna().all() and table["resolution_nm"].notna().all()
+    gains = table.loc[table["stage"] == "widefield_bg", "resolution_gain"]
+    assert gains.notna().all()
+    # more photons, a better widefield image
+    wf = table[table["stage"] == "widefield"].groupby("level")["psnr"].mean()
+    assert wf["500"] > wf["50"]
+
+    summary = pd.read_csv(results / "metrics_summary.tsv", sep="\t")
+    assert {"psnr_mean", "resolution_nm_mean", "n_images"} <= set(summary.columns)
+    assert (results / "metrics.png").stat().st_size > 0
+    assert (results / "50" / "stages.png").stat().st_size > 0
+
+    tif = results / "500" / "final" / "widefield_bg.tif"
+    with tifffile.TiffFile(tif) as f:
+        assert f.is_imagej and f.asarray().shape == (2, 32, 32)
+    assert (results / "500" / "final" / "widefield_bg.ome.zarr" / "zarr.json").exists()
+    for rule_log in (work / "results" / "logs" / "simulated").iterdir():
+        assert rule_log.suffix == ".log"
+
+    # a rerun with the same config is a no-op, and a fresh run gives identical numbers
+    again = snakemake("--cores", "2", "-n", cwd=work)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    shutil.rmtree(work / "results")
+    shutil.rmtree(work / ".snakemake", ignore_errors=True)
+    assert snakemake("--cores", "2", cwd=work).returncode == 0
+    table2 = pd.read_csv(results / "metrics.tsv", sep="\t", dtype={"level": str})
+    pd.testing.assert_frame_equal(table, table2)
+
+
+@pytest.mark.e2e
+def test_user_raw_frames_with_eight_frames_fail_clearly(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(1, 9):
+        tifffile.imwrite(frames / f"f_{i}.tif", np.ones((32, 32), np.uint16))
+    config = tiny_config(
+        datasets={"mine": {"source": str(frames), "kind": "raw"}},
+    )
+    work = workdir_with(tmp_path / "w", config)
+    run = snakemake("--cores", "1", cwd=work)
+    assert run.returncode != 0
+    log = (work / "results" / "logs" / "mine" / "import.log").read_text()
+    assert str(frames) in log and "9 frames" in log and "8 frames" in log
+    assert not (work / "results" / "mine" / "input" / "raw.zarr").exists()
+
+
+@pytest.mark.e2e
+def test_user_widefield_image_without_ground_truth(tmp_path, rng):
+    """A user's widefield TIFF enters at background; metrics are resolution-only."""
+    yy, xx = np.mgrid[:64, :64]
+    spot = 50 * np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 40.0)
+    image = 200 + spot + rng.normal(0, 2, yy.shape)
+    source = tmp_path / "cells.tif"
+    tifffile.imwrite(source, image.astype(np.float32))
+    config = tiny_config(
+        datasets={"cells": {"source": str(source), "kind": "widefield",
+                            "optics": {"pixel_size": 80}}},
+    )  # fmt: skip
+    work = workdir_with(tmp_path / "w", config)
+    run = snakemake("--cores", "2", cwd=work)
+    assert run.returncode == 0, run.stderr[-4000:]
+    table = pd.read_csv(work / "results" / "cells" / "metrics.tsv", sep="\t")
+    assert list(table["stage"]) == ["widefield", "widefield_bg"]
+    assert table["psnr"].isna().all()  # no ground truth, no invented reference
+    assert (table["pixel_size_nm"] == 80).all()
+    assert (work / "results" / "cells" / "input" / "final" / "widefield_bg.tif").exists()
