@@ -1,0 +1,809 @@
+"""Synthetic ground truth and the 2D-SIM forward model.
+
+Ground-truth structures are rendered on a fine grid, 4x finer than the camera (a 65 nm camera
+pixel gives 16.25 nm), with values in ``[0, 1]`` (the brightest point of each image is 1).
+Filaments and rings are drawn as densely sampled paths (points every 1/4 fine pixel)
+accumulated with bilinear weights, then blurred by a small Gaussian that sets the line width
+(full width at half maximum ``max(width, 1 fine pixel)``); every point carries the weight
+``I ds sqrt(2 pi) sigma`` so that an isolated line of intensity ``I`` peaks at about ``I`` and
+a filled area of intensity ``I`` has the value ``I`` inside.
+
+2D-SIM (Gustafsson 2000, J. Microsc. 198, 82): frame ``(a, p)`` (angle-major, frame index
+``i = 3 a + p``) is
+
+``D_ap = S_4[ h * (x (1 + m cos(2 pi k_a . r + phi_ap))) ]``
+
+with ``x`` the object on the fine grid, ``h`` the Airy PSF (:func:`dps_stages.optics.airy_psf`)
+at the fine pixel size, ``S_4`` the mean over 4 x 4 blocks (the camera pixel), ``r`` in camera
+pixels measured from the centre of camera pixel ``(0, 0)`` and ``k_a`` in cycles per camera
+pixel, ``|k_a| = pattern_frequency 2 NA / lambda`` (times the camera pixel size). The
+convolution is circular: it multiplies the FFT of the object by the analytic OTF
+(:func:`dps_stages.optics.widefield_otf`), which is the exact DFT of the point-sampled,
+periodised Airy PSF on the fine grid (Nyquist-sampled there), so images are strictly
+band-limited by the optics. The widefield image is ``S_4[h * x]``, which equals the mean of
+the three phases of any angle because the phases are equally spaced.
+
+Normalisation: :func:`sim_frames` and :func:`widefield` divide by the maximum of the
+(unnormalised) widefield image, so the brightest camera pixel of the widefield (= mean) frame
+is 1, and ``photons`` in :func:`dps_stages.noise.acquisition_chain` is the expected number of
+photo-electrons at that pixel. SIM frames then peak at up to about ``1 + m``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
+from scipy.spatial import Voronoi
+
+from .noise import acquisition_chain
+from .optics import Optics, otf_from_psf, widefield_otf
+
+__all__ = [
+    "SPLIT_IDS",
+    "STRUCTURES",
+    "FINE_FACTOR",
+    "Optics",
+    "SIMPattern",
+    "actin",
+    "bin_image",
+    "clathrin_pits",
+    "draw_pits",
+    "er",
+    "microtubules",
+    "random_pattern",
+    "render_pits",
+    "sim_frames",
+    "simulate_dataset",
+    "simulate_sample",
+    "widefield",
+]
+
+#: Fine (ground-truth) grid: this many fine pixels per camera pixel along each axis.
+FINE_FACTOR = 4
+#: Per-split stream of random numbers, so that train, val and test never share an image.
+SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+_STEP = 0.25  # path sampling step, fine pixels
+_BILINEAR_VAR = 1.0 / 6.0  # variance (px^2, per axis) of the bilinear splat's tent kernel
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering helpers
+# --------------------------------------------------------------------------------------------
+class _Canvas:
+    """Accumulates weighted sub-pixel points, then splats (bilinear) and blurs them once.
+
+    ``fwhm_px`` is the target line width in pixels; the Gaussian blur has
+    ``sigma_g^2 = sigma^2 - 1/6`` so that, with the bilinear tent (variance 1/6 px^2), the
+    total spread is ``sigma = fwhm_px / 2.3548``.
+    """
+
+    def __init__(self, shape: tuple[int, int], fwhm_px: float) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.sigma = max(float(fwhm_px), 1.0) / _FWHM_PER_SIGMA
+        self.line_factor = float(np.sqrt(2.0 * np.pi) * self.sigma)
+        self._pts: list[np.ndarray] = []
+        self._w: list[np.ndarray] = []
+
+    def _keep(self, pts: np.ndarray) -> np.ndarray:
+        ny, nx = self.shape
+        return (pts[:, 0] > -2) & (pts[:, 0] < ny + 1) & (pts[:, 1] > -2) & (pts[:, 1] < nx + 1)
+
+    def add_points(self, pts: np.ndarray, weights: np.ndarray | float) -> None:
+        """Add points ``(N, 2)`` (y, x in pixels) with weights (final integrated intensity)."""
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (pts.shape[0],))
+        keep = self._keep(pts)
+        if keep.any():
+            self._pts.append(pts[keep])
+            self._w.append(w[keep])
+
+    def add_path(self, pts: np.ndarray, intensity: float, step: float = _STEP) -> None:
+        """Add a path sampled every ``step`` pixels as a line of peak ``intensity``."""
+        self.add_points(pts, intensity * step * self.line_factor)
+
+    def add_polyline(self, vertices: np.ndarray, intensity: float) -> None:
+        """Add a polyline through ``vertices`` (resampled every ``_STEP`` pixels)."""
+        self.add_path(_resample(vertices, _STEP), intensity)
+
+    def add_area(self, pts: np.ndarray, intensity: float, area_per_point: float) -> None:
+        """Add a filled region sampled by ``pts`` (each standing for ``area_per_point`` px^2)."""
+        self.add_points(pts, intensity * area_per_point)
+
+    def render(self) -> np.ndarray:
+        ny, nx = self.shape
+        if not self._pts:
+            return np.zeros(self.shape, dtype=np.float64)
+        pts = np.concatenate(self._pts)
+        w = np.concatenate(self._w)
+        y0 = np.floor(pts[:, 0]).astype(np.int64)
+        x0 = np.floor(pts[:, 1]).astype(np.int64)
+        fy = pts[:, 0] - y0
+        fx = pts[:, 1] - x0
+        ys = np.concatenate([y0, y0, y0 + 1, y0 + 1])
+        xs = np.concatenate([x0, x0 + 1, x0, x0 + 1])
+        ws = np.concatenate([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
+        ws = ws * np.tile(w, 4)
+        ok = (ys >= 0) & (ys < ny) & (xs >= 0) & (xs < nx)
+        img = np.bincount(ys[ok] * nx + xs[ok], weights=ws[ok], minlength=ny * nx)
+        img = img.reshape(ny, nx)
+        sigma_g = np.sqrt(max(self.sigma**2 - _BILINEAR_VAR, 0.0))
+        if sigma_g > 0.05:
+            img = ndimage.gaussian_filter(img, sigma_g, mode="constant", truncate=3.0)
+        return img
+
+
+def _resample(vertices: np.ndarray, step: float) -> np.ndarray:
+    """Points every ``step`` along the polyline through ``vertices`` (N, 2)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    seg = np.hypot(*np.diff(v, axis=0).T)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(int(np.ceil(s[-1] / step)), 1)
+    t = np.linspace(0.0, s[-1], n + 1)
+    return np.stack([np.interp(t, s, v[:, 0]), np.interp(t, s, v[:, 1])], axis=1)
+
+
+def _worm(
+    rng: np.random.Generator,
+    start: np.ndarray,
+    theta0: float,
+    half_length: float,
+    persistence: float,
+    step: float = _STEP,
+) -> np.ndarray:
+    """Worm-like chain through ``start``: a path sampled every ``step`` (pixels).
+
+    The tangent angle performs a random walk, ``theta_{i+1} = theta_i + N(0, step / L_p)``
+    (2D worm-like chain, tangent correlation ``exp(-s / (2 L_p))``), from ``start`` in both
+    directions ``theta0`` and ``theta0 + pi`` over ``half_length`` each.
+    """
+    n = max(int(np.ceil(half_length / step)), 1)
+    sd = np.sqrt(step / persistence)
+
+    def half(theta: float) -> np.ndarray:
+        ang = theta + np.cumsum(rng.normal(0.0, sd, n))
+        d = step * np.stack([np.sin(ang), np.cos(ang)], axis=1)
+        return start[None, :] + np.cumsum(d, axis=0)
+
+    fwd = half(theta0)
+    bwd = half(theta0 + np.pi)
+    return np.concatenate([bwd[::-1], start[None, :], fwd])
+
+
+def _inside(pts: np.ndarray, shape: tuple[int, int], margin: float = 2.0) -> np.ndarray:
+    return pts[
+        (pts[:, 0] > -margin)
+        & (pts[:, 0] < shape[0] - 1 + margin)
+        & (pts[:, 1] > -margin)
+        & (pts[:, 1] < shape[1] - 1 + margin)
+    ]
+
+
+def _normal_offsets(path: np.ndarray, offset: float) -> np.ndarray:
+    """The path shifted by ``offset`` pixels along its local normal."""
+    t = np.gradient(path, axis=0)
+    t /= np.maximum(np.hypot(t[:, 0], t[:, 1]), 1e-12)[:, None]
+    normal = np.stack([t[:, 1], -t[:, 0]], axis=1)
+    return path + offset * normal
+
+
+def _disc_points(centre: np.ndarray, radius: float, step: float = 0.5) -> tuple[np.ndarray, float]:
+    """Points filling a disc (concentric rings ``step`` apart) and the area each stands for."""
+    radii = (np.arange(max(int(np.ceil(radius / step)), 1)) + 0.5) * step
+    radii = radii[radii < radius] if np.any(radii < radius) else radii[:1]
+    pts = []
+    areas = []
+    for r in radii:
+        n = max(int(np.ceil(2 * np.pi * r / step)), 3)
+        a = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+        pts.append(centre[None, :] + r * np.stack([np.sin(a), np.cos(a)], axis=1))
+        areas.append(np.full(n, 2 * np.pi * r * step / n))
+    return np.concatenate(pts), np.concatenate(areas)
+
+
+def _finalise(img: np.ndarray) -> np.ndarray:
+    """Scale to a maximum of 1, clip to ``[0, 1]``, float32."""
+    peak = float(img.max())
+    if peak > 0:
+        img = img / peak
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def _count(rng: np.random.Generator, mean: float, minimum: int = 1) -> int:
+    return max(int(rng.poisson(max(mean, 0.0))), minimum)
+
+
+# --------------------------------------------------------------------------------------------
+# Structures
+# --------------------------------------------------------------------------------------------
+def microtubules(
+    shape: tuple[int, int],
+    pixel_size: float,
+    rng: np.random.Generator,
+    *,
+    density: float = 2.0,
+    width: float = 25.0,
+    persistence: float = 4000.0,
+    intensity: tuple[float, float] = (0.6, 1.0),
+) -> np.ndarray:
+    """Microtubules: smooth random filaments crossing the field.
+
+    Each filament is a 2D worm-like chain (tangent angle a random walk with variance
+    ``ds / L_p`` per step ``ds``, persistence length ``L_p = persistence`` nm) through a uniform
+    random point, long enough to cross the field; line width ``width`` nm (FWHM, 25 nm for a
+    microtubule), intensity uniform in ``intensity``. The number of filaments is Poisson with
+    mean ``density`` times the field side in um (at least 1), which keeps the filament length
+    per area constant.
+
+    Returns float32 ``shape`` with values in ``[0, 1]``.
+    """
+    ny, nx = shape
+    side_um = np.sqrt(ny * nx) * pixel_size / 1000.0
+    n = _count(rng, density * side_um)
+    canvas = _Canvas(shape, width / pixel_size)
+    half_length = 1.2 * np.hypot(ny, nx)
+    for _ in range(n):
+        start = rng.uniform((0, 0), (ny - 1, nx - 1))
+        path = _worm(rng, start, rng.uniform(0, 2 * np.pi), half_length, persistence / pixel_size)
+        canvas.add_path(_inside(path, shape), rng.uniform(*intensity))
+    return _finalise(canvas.render())
+
+
+def draw_pits(
+    shape: tuple[int, int],
+    pixel_size: float,
+    rng: np.random.Generator,
+    *,
+    density: float = 1.0,
+    diameter: tuple[float, float] = (80.0, 150.0),
+    p_filled: float = 0.2,
+    p_partial: float = 0.25,
+    intensity: tuple[float, float] = (0.5, 1.0),
+) -> dict[str, np.ndarray]:
+    """Random parameters of clathrin-coated pits (the parameter generator of :func:`render_pits`).
+
+    Poisson number of pits with mean ``density`` per um^2 (at least 1), centres uniform in the
+    field, diameters (of the ring's mid-wall circle) uniform in ``diameter`` nm, and per pit
+    with probability ``p_partial`` an open ring (an arc covering 40 % to 85 % of the circle,
+    i.e. a pit seen partly), with probability ``p_filled`` a filled disc (interior at 30 % to
+    60 % of the ring's intensity, a flat lattice or a pit seen from above), else a full ring.
+
+    Returns a dict of arrays: ``centre`` (N, 2) in fine pixels (y, x), ``diameter`` (N,) nm,
+    ``arc_start`` and ``arc_extent`` (N,) rad, ``fill`` (N,) and ``intensity`` (N,).
+    """
+    ny, nx = shape
+    area_um2 = ny * nx * (pixel_size / 1000.0) ** 2
+    n = _count(rng, density * area_um2)
+    centre = rng.uniform((0, 0), (ny - 1, nx - 1), size=(n, 2))
+    diam = rng.uniform(diameter[0], diameter[1], n)
+    kind = rng.random(n)
+    partial = kind < p_partial
+    filled = (kind >= p_partial) & (kind < p_partial + p_filled)
+    arc_extent = np.where(partial, rng.uniform(0.4, 0.85, n) * 2 * np.pi, 2 * np.pi)
+    arc_start = rng.uniform(0, 2 * np.pi, n)
+    fill = np.where(filled, rng.uniform(0.3, 0.6, n), 0.0)
+    return {
+        "centre": centre,
+        "diameter": diam,
+        "arc_start": arc_start,
+        "arc_extent": arc_extent,
+        "fill": fill,
+        "intensity": rng.uniform(intensity[0], intensity[1], n),
+    }
+
+
+def render_pits(
+    shape: tuple[int, int],
+    pixel_size: float,
+    params: Mapping[str, np.ndarray],
+    *,
+    wall: float = 20.0,
+) -> np.ndarray:
+    """Render pits from :func:`draw_pits` parameters: rings of mid-wall radius ``diameter / 2``.
+
+    Each ring is the arc ``c + (d / 2) (sin a, cos a)`` for ``a`` from ``arc_start`` over
+    ``arc_extent``, drawn as a line of FWHM ``max(wall, 1 pixel)``; a filled pit adds a disc of
+    radius ``d / 2`` at ``fill`` times its intensity. Returns float32 in ``[0, 1]``.
+    """
+    canvas = _Canvas(shape, wall / pixel_size)
+    for c, d, a0, ext, fill, inten in zip(
+        params["centre"],
+        params["diameter"],
+        params["arc_start"],
+        params["arc_extent"],
+        params["fill"],
+        params["intensity"],
+        strict=True,
+    ):
+        r = 0.5 * d / pixel_size
+        n = max(int(np.ceil(r * ext / _STEP)), 3)
+        a = a0 + np.linspace(0.0, ext, n, endpoint=ext < 2 * np.pi)
+        ring = c[None, :] + r * np.stack([np.sin(a), np.cos(a)], axis=1)
+        canvas.add_points(ring, inten * (r * ext / n) * canvas.line_factor)
+        if fill > 0:
+            pts, area = _disc_points(np.asarray(c), r)
+            canvas.add_area(pts, fill * inten, area)
+    return _finalise(canvas.render())
+
+
+def clathrin_pits(
+    shape: tuple[int, int],
+    pixel_size: float,
+    rng: np.random.Generator,
+    *,
+    wall: float = 20.0,
+    **params: Any,
+) -> np.ndarray:
+    """Clathrin-coated pits ("ccps"): scattered rings of 80 to 150 nm diameter.
+
+    ``render_pits(shape, pixel_size, draw_pits(shape, pixel_size, rng, **params), wall=wall)``:
+    thin rings (wall FWHM ``wall`` nm), some open (partly visible), some filled.
+    """
+    return render_pits(shape, pixel_size, draw_pits(shape, pixel_size, rng, **params), wall=wall)
+
+
+def er(
+    shape: tuple[int, int],
+    pixel_size: float,
+    rng: np.random.Generator,
+    *,
+    density: float = 1.2,
+    width: float = 50.0,
+    keep: float = 0.8,
+    waviness: float = 0.08,
+    junction_fraction: float = 0.3,
+    sheet_density: float = 0.03,
+    intensity: tuple[float, float] = (0.6, 1.0),
+) -> np.ndarray:
+    """Endoplasmic reticulum: a polygonal mesh of tubules with junctions and a few sheets.
+
+    The tubules are the finite edges of the Voronoi diagram of Poisson random seeds (mean
+    ``density`` per um^2, drawn over the field plus a 1 um margin), which gives the three-way
+    junctions of the ER; a fraction ``keep`` of the edges is kept. Each edge from ``p0`` to
+    ``p1`` (length ``L``) bends as ``p(t) = p0 + t (p1 - p0) + n (a1 sin(pi t) +
+    a2 sin(2 pi t))`` with ``a_i ~ N(0, (waviness L)^2)`` and ``n`` its unit normal; tubule
+    width ``width`` nm (FWHM). A fraction ``junction_fraction`` of the junctions carries a small
+    blob (radius 30 to 60 nm), and a Poisson number (mean ``sheet_density`` per um^2) of sheets
+    are filled smooth blobs of radius ``R(a) = R0 (1 + sum_k c_k cos(k a + phi_k))`` (R0 300 to
+    800 nm, intensity 0.3 to 0.6). Returns float32 in ``[0, 1]``.
+    """
+    ny, nx = shape
+    margin = 1000.0 / pixel_size
+    area_um2 = (ny + 2 * margin) * (nx + 2 * margin) * (pixel_size / 1000.0) ** 2
+    n_seeds = max(int(rng.poisson(density * area_um2)), 8)
+    seeds = rng.uniform((-margin, -margin), (ny + margin, nx + margin), size=(n_seeds, 2))
+    vor = Voronoi(seeds)
+    verts = vor.vertices
+    canvas = _Canvas(shape, width / pixel_size)
+    lo = np.array([-margin / 2, -margin / 2])
+    hi = np.array([ny + margin / 2, nx + margin / 2])
+    for ridge in vor.ridge_vertices:
+        i, j = ridge
+        if i < 0 or j < 0:
+            continue
+        p0, p1 = verts[i], verts[j]
+        if not (np.all((p0 > lo) & (p0 < hi)) or np.all((p1 > lo) & (p1 < hi))):
+            continue
+        if rng.random() > keep:
+            continue
+        d = p1 - p0
+        length = float(np.hypot(*d))
+        if length < 1e-6:
+            continue
+        n = max(int(np.ceil(length / _STEP)), 1)
+        t = np.linspace(0.0, 1.0, n + 1)[:, None]
+        a1, a2 = rng.normal(0.0, waviness * length, 2)
+        normal = np.array([d[1], -d[0]]) / length
+        bend = a1 * np.sin(np.pi * t) + a2 * np.sin(2 * np.pi * t)
+        path = p0 + t * d + bend * normal
+        canvas.add_path(_inside(path, shape), rng.uniform(*intensity), step=length / n * 1.0)
+    inside = np.all((verts > -2) & (verts < np.array([ny + 1, nx + 1])), axis=1)
+    for v in verts[inside]:
+        if rng.random() < junction_fraction:
+            pts, area = _disc_points(v, rng.uniform(30.0, 60.0) / pixel_size)
+            canvas.add_area(pts, rng.uniform(*intensity), area)
+    field_um2 = ny * nx * (pixel_size / 1000.0) ** 2
+    for _ in range(int(rng.poisson(sheet_density * field_um2))):
+        c = rng.uniform((0, 0), (ny - 1, nx - 1))
+        r0 = rng.uniform(300.0, 800.0) / pixel_size
+        ks = np.arange(2, 5)
+        ck = rng.uniform(0.0, 0.15, ks.size)
+        phik = rng.uniform(0.0, 2 * np.pi, ks.size)
+        rmax = r0 * (1 + ck.sum())
+        g = np.arange(-rmax, rmax + 0.5, 0.5)
+        gy, gx = np.meshgrid(g, g, indexing="ij")
+        ang = np.arctan2(gy, gx)
+        rad = r0 * (1 + np.sum(ck[:, None, None] * np.cos(ks[:, None, None] * ang + phik[:, None, None]), axis=0))
+        sel = np.hypot(gy, gx) <= rad
+        pts = np.stack([gy[sel] + c[0], gx[sel] + c[1]], axis=1)
+        canvas.add_area(pts, rng.uniform(0.3, 0.6), 0.25)
+    return _finalise(canvas.render())
+
+
+def actin(
+    shape: tuple[int, int],
+    pixel_size: float,
+    rng: np.random.Generator,
+    *,
+    density: float = 6.0,
+    width: float = 8.0,
+    persistence: float = 15000.0,
+    p_bundle: float = 0.3,
+    bundle_size: tuple[int, int] = (2, 4),
+    bundle_spacing: tuple[float, float] = (12.0, 30.0),
+    intensity: tuple[float, float] = (0.4, 1.0),
+) -> np.ndarray:
+    """Actin: dense, thin, nearly straight filaments, some in bundles.
+
+    Worm-like chains as in :func:`microtubules` with a long persistence length (15 um by
+    default, so filaments are straight-ish), Poisson number with mean ``density`` per um of
+    field side; with probability ``p_bundle`` a filament becomes a bundle of 2 to 4 parallel
+    copies offset along the local normal by ``bundle_spacing`` nm each. The filament width
+    (``width`` = 7 to 10 nm) is below a fine pixel, so lines are drawn with a FWHM of
+    ``max(width, 1 fine pixel)``. Returns float32 in ``[0, 1]``.
+    """
+    ny, nx = shape
+    side_um = np.sqrt(ny * nx) * pixel_size / 1000.0
+    n = _count(rng, density * side_um)
+    canvas = _Canvas(shape, width / pixel_size)
+    half_length = 1.2 * np.hypot(ny, nx)
+    for _ in range(n):
+        start = rng.uniform((0, 0), (ny - 1, nx - 1))
+        path = _worm(rng, start, rng.uniform(0, 2 * np.pi), half_length, persistence / pixel_size)
+        path = _inside(path, shape, margin=4.0 + 4 * bundle_spacing[1] / pixel_size)
+        inten = rng.uniform(*intensity)
+        if path.shape[0] < 2:
+            continue
+        copies = 1
+        if rng.random() < p_bundle:
+            copies = int(rng.integers(bundle_size[0], bundle_size[1] + 1))
+        offset = 0.0
+        for _c in range(copies):
+            canvas.add_path(_inside(_normal_offsets(path, offset), shape), inten)
+            offset += rng.uniform(*bundle_spacing) / pixel_size
+    return _finalise(canvas.render())
+
+
+STRUCTURES: dict[str, Callable[..., np.ndarray]] = {
+    "microtubules": microtubules,
+    "ccps": clathrin_pits,
+    "er": er,
+    "actin": actin,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# 2D-SIM forward model
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SIMPattern:
+    """Illumination of a 3-angle x 3-phase 2D-SIM acquisition.
+
+    ``I_ap(r) = 1 + m cos(2 pi k_a . r + phi_ap)`` with ``r = (y, x)`` in camera pixels from
+    the centre of camera pixel ``(0, 0)``.
+
+    Attributes
+    ----------
+    k
+        ``(3, 2)`` wave vectors ``(ky, kx)`` in cycles per camera pixel, one per angle.
+    phases
+        ``(3, 3)`` phases ``phi_ap`` in rad, ``[angle, phase]``.
+    modulation
+        Modulation depth ``m`` in ``[0, 1]``.
+    """
+
+    k: np.ndarray
+    phases: np.ndarray
+    modulation: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "k", np.asarray(self.k, dtype=np.float64).reshape(3, 2))
+        object.__setattr__(self, "phases", np.asarray(self.phases, dtype=np.float64).reshape(3, 3))
+        object.__setattr__(self, "modulation", float(self.modulation))
+
+    @property
+    def angles(self) -> np.ndarray:
+        """Pattern angles ``atan2(ky, kx)`` in rad, shape (3,)."""
+        return np.arctan2(self.k[:, 0], self.k[:, 1])
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        """``|k_a|`` in cycles per camera pixel, shape (3,)."""
+        return np.hypot(self.k[:, 0], self.k[:, 1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (nested lists of floats)."""
+        return {
+            "k": self.k.tolist(),
+            "phases": self.phases.tolist(),
+            "modulation": self.modulation,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SIMPattern:
+        """Inverse of :meth:`to_dict`."""
+        return cls(k=np.asarray(d["k"]), phases=np.asarray(d["phases"]), modulation=d["modulation"])
+
+
+def random_pattern(
+    optics: Optics,
+    rng: np.random.Generator,
+    *,
+    pattern_frequency: float = 0.9,
+    modulation: float = 0.8,
+    angle_error: float = 0.0,
+    phase_error: float = 0.0,
+) -> SIMPattern:
+    """Random 2D-SIM pattern (Gustafsson 2000).
+
+    ``|k| = pattern_frequency (2 NA / lambda) pixel_size`` cycles per camera pixel; angles
+    ``theta_a = theta_0 + a pi / 3 + e_a`` with ``theta_0 ~ U[0, pi)`` and
+    ``e_a ~ N(0, angle_error^2)``; ``k_a = |k| (sin theta_a, cos theta_a)`` as ``(ky, kx)``;
+    phases ``phi_ap = phi_0a + p 2 pi / 3 + e_ap`` (mod 2 pi) with ``phi_0a ~ U[0, 2 pi)`` and
+    ``e_ap ~ N(0, phase_error^2)``.
+    """
+    kmag = pattern_frequency * optics.cutoff_per_pixel
+    theta0 = rng.uniform(0.0, np.pi)
+    theta = theta0 + np.arange(3) * np.pi / 3 + angle_error * rng.standard_normal(3)
+    k = kmag * np.stack([np.sin(theta), np.cos(theta)], axis=1)
+    phi0 = rng.uniform(0.0, 2 * np.pi, 3)
+    phases = phi0[:, None] + np.arange(3)[None, :] * 2 * np.pi / 3
+    phases = np.mod(phases + phase_error * rng.standard_normal((3, 3)), 2 * np.pi)
+    return SIMPattern(k=k, phases=phases, modulation=modulation)
+
+
+def bin_image(x: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` blocks of the last two axes (float32).
+
+    ``y[..., i, j] = mean_{0 <= u, v < f} x[..., f i + u, f j + v]``; the last two sizes must
+    be multiples of ``factor``.
+    """
+    x = np.asarray(x)
+    ny, nx = x.shape[-2:]
+    if ny % factor or nx % factor:
+        raise ValueError(f"shape {x.shape[-2:]} is not a multiple of {factor}")
+    if factor == 1:
+        return x.astype(np.float32, copy=True)
+    y = x.reshape(*x.shape[:-2], ny // factor, factor, nx // factor, factor)
+    return y.mean(axis=(-3, -1), dtype=np.float64).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def _analytic_rotf(shape: tuple[int, int], wavelength: float, na: float, pixel_size: float) -> np.ndarray:
+    otf = widefield_otf(shape, wavelength, na, pixel_size)
+    return np.ascontiguousarray(otf[:, : shape[1] // 2 + 1])
+
+
+def _rotf(shape: tuple[int, int], optics: Optics, factor: int, psf: np.ndarray | None) -> np.ndarray:
+    """Half-spectrum (rfft2 layout) transfer function on the fine grid."""
+    if psf is None:
+        return _analytic_rotf(
+            (int(shape[0]), int(shape[1])),
+            float(optics.wavelength),
+            float(optics.na),
+            float(optics.pixel_size) / factor,
+        )
+    return otf_from_psf(psf, shape)[:, : shape[1] // 2 + 1]
+
+
+def _blur(x: np.ndarray, rotf: np.ndarray) -> np.ndarray:
+    """Circular convolution through the FFT: ``irfft2(rfft2(x) OTF)``."""
+    spec = sfft.rfft2(np.asarray(x, dtype=np.float32), workers=-1)
+    return sfft.irfft2(spec * rotf, s=x.shape[-2:], workers=-1)
+
+
+def _camera_coordinates(n: int, factor: int) -> np.ndarray:
+    """Camera-pixel coordinate of the fine pixel centres: ``(i + 0.5) / f - 0.5``."""
+    return (np.arange(n) + 0.5) / factor - 0.5
+
+
+def widefield(
+    obj_4x: np.ndarray,
+    optics: Optics,
+    *,
+    factor: int = FINE_FACTOR,
+    psf: np.ndarray | None = None,
+    normalise: bool = True,
+) -> np.ndarray:
+    """Widefield image ``S_f[h * x]`` on the camera grid, float32 ``(y, x)``.
+
+    ``x`` is the object on the fine grid (pixel ``pixel_size / factor``), ``h`` the Airy PSF at
+    the fine pixel size (applied exactly through the analytic OTF; pass ``psf`` (centred, on
+    the fine grid) to use another), ``S_f`` the mean over ``f x f`` blocks. With
+    ``normalise`` the image is divided by its maximum (brightest camera pixel = 1).
+    """
+    obj = np.asarray(obj_4x, dtype=np.float32)
+    rotf = _rotf(obj.shape, optics, factor, psf)
+    wf = bin_image(_blur(obj, rotf), factor)
+    if normalise:
+        peak = float(wf.max())
+        if peak > 0:
+            wf = wf / np.float32(peak)
+    return wf.astype(np.float32)
+
+
+def sim_frames(
+    obj_4x: np.ndarray,
+    optics: Optics,
+    pattern: SIMPattern,
+    *,
+    factor: int = FINE_FACTOR,
+    psf: np.ndarray | None = None,
+    normalise: bool = True,
+) -> np.ndarray:
+    """Nine noise-free 2D-SIM frames (Gustafsson 2000), float32 ``(9, y, x)``, angle-major.
+
+    ``D_ap = S_f[h * (x (1 + m cos(2 pi k_a . r + phi_ap)))]`` with ``r`` the camera-pixel
+    coordinates of the fine pixel centres, ``(i + 0.5) / f - 0.5`` (so ``r`` is measured from
+    the centre of camera pixel 0), frame index ``3 a + p``. With ``normalise`` (default) all
+    frames are divided by the maximum of the unnormalised widefield ``S_f[h * x]``, so that the
+    brightest camera pixel of the widefield (mean) frame is 1 and ``photons`` in the noise chain
+    counts expected photo-electrons there.
+    """
+    obj = np.asarray(obj_4x, dtype=np.float32)
+    ny, nx = obj.shape
+    rotf = _rotf(obj.shape, optics, factor, psf)
+    yy = _camera_coordinates(ny, factor)[:, None]
+    xx = _camera_coordinates(nx, factor)[None, :]
+    frames = np.empty((9, ny // factor, nx // factor), dtype=np.float32)
+    for a in range(3):
+        ky, kx = pattern.k[a]
+        arg = 2 * np.pi * (ky * yy + kx * xx)
+        for p in range(3):
+            illum = 1.0 + pattern.modulation * np.cos(arg + pattern.phases[a, p])
+            frames[3 * a + p] = bin_image(_blur(obj * illum.astype(np.float32), rotf), factor)
+    if normalise:
+        peak = float(widefield(obj, optics, factor=factor, psf=psf, normalise=False).max())
+        if peak > 0:
+            frames /= np.float32(peak)
+    return frames
+
+
+def simulate_sample(
+    structure: str,
+    size: int,
+    optics: Optics,
+    rng: np.random.Generator,
+    *,
+    levels: Sequence[float],
+    pattern_kw: Mapping[str, Any] | None = None,
+    noise_kw: Mapping[str, Any] | None = None,
+    structure_kw: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One simulated SIM acquisition of a random structure.
+
+    The object is ``STRUCTURES[structure]`` on the fine grid ``(4 size, 4 size)`` at pixel
+    ``optics.pixel_size / 4``; the pattern comes from :func:`random_pattern` (``pattern_kw``),
+    the clean frames from :func:`sim_frames` and :func:`widefield` (same normalisation: the
+    brightest widefield pixel is 1); each noise level ``gamma`` in ``levels`` gives
+    ``raw[l] = acquisition_chain(photons=gamma, **noise_kw)(raw_clean)`` (ADU, offset
+    included) and ``widefield_noisy[l] = mean_i raw[l, i]``. Draw order from ``rng``: object,
+    pattern, then the noise of each level in turn.
+
+    Returns
+    -------
+    dict
+        float32 arrays ``truth_4x`` (4s, 4s), ``truth_2x`` (2s, 2s), ``truth_1x`` (s, s) (the
+        object and its 2 x 2 and 4 x 4 block means), ``raw_clean`` (9, s, s),
+        ``widefield_clean`` (s, s), ``raw`` (L, 9, s, s), ``widefield_noisy`` (L, s, s), and
+        ``pattern`` (:class:`SIMPattern`).
+    """
+    if structure not in STRUCTURES:
+        raise KeyError(f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}")
+    fine = size * FINE_FACTOR
+    obj = STRUCTURES[structure]((fine, fine), optics.pixel_size / FINE_FACTOR, rng, **dict(structure_kw or {}))
+    pattern = random_pattern(optics, rng, **dict(pattern_kw or {}))
+    raw_clean = sim_frames(obj, optics, pattern)
+    wf_clean = widefield(obj, optics)
+    raw = np.empty((len(levels), 9, size, size), dtype=np.float32)
+    for i, level in enumerate(levels):
+        chain = acquisition_chain(photons=float(level), **dict(noise_kw or {}))
+        raw[i] = chain(raw_clean, rng)
+    return {
+        "truth_4x": obj.astype(np.float32),
+        "truth_2x": bin_image(obj, 2),
+        "truth_1x": bin_image(obj, FINE_FACTOR),
+        "raw_clean": raw_clean,
+        "widefield_clean": wf_clean,
+        "raw": raw,
+        "widefield_noisy": raw.mean(axis=1, dtype=np.float64).astype(np.float32),
+        "pattern": pattern,
+    }
+
+
+_ARRAY_KEYS = (
+    "truth_4x",
+    "truth_2x",
+    "truth_1x",
+    "raw_clean",
+    "widefield_clean",
+    "raw",
+    "widefield_noisy",
+)
+
+
+def simulate_dataset(
+    structures: Sequence[str],
+    n_per_structure: int,
+    size: int,
+    optics: Optics,
+    *,
+    levels: Sequence[float],
+    seed: int,
+    split: str,
+    pattern_kw: Mapping[str, Any] | None = None,
+    noise_kw: Mapping[str, Any] | None = None,
+    structure_kw: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """A stack of :func:`simulate_sample` results, structure-major.
+
+    Sample ``i`` of structure ``s`` draws from its own generator
+    ``np.random.default_rng([seed, SPLIT_IDS[split], index of s in STRUCTURES, i])``, so splits
+    never share images and every sample is independent of how many samples (or which other
+    structures) are asked for. ``structure_kw`` maps a structure name to keyword arguments of
+    its generator.
+
+    Returns
+    -------
+    dict
+        The array keys of :func:`simulate_sample` stacked on a new first axis of length
+        ``n = len(structures) * n_per_structure`` (float32), ``structure`` (list of str) and
+        ``patterns`` (list of :meth:`SIMPattern.to_dict` dicts).
+    """
+    if split not in SPLIT_IDS:
+        raise KeyError(f"unknown split {split!r}; choose from {sorted(SPLIT_IDS)}")
+    names = list(STRUCTURES)
+    for s in structures:
+        if s not in STRUCTURES:
+            raise KeyError(f"unknown structure {s!r}; choose from {names}")
+    n = len(structures) * n_per_structure
+    fine = size * FINE_FACTOR
+    out: dict[str, Any] = {
+        "truth_4x": np.empty((n, fine, fine), np.float32),
+        "truth_2x": np.empty((n, fine // 2, fine // 2), np.float32),
+        "truth_1x": np.empty((n, size, size), np.float32),
+        "raw_clean": np.empty((n, 9, size, size), np.float32),
+        "widefield_clean": np.empty((n, size, size), np.float32),
+        "raw": np.empty((n, len(levels), 9, size, size), np.float32),
+        "widefield_noisy": np.empty((n, len(levels), size, size), np.float32),
+        "structure": [],
+        "patterns": [],
+    }
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=f"simulate {split}", unit="image")
+    k = 0
+    for s in structures:
+        kw = (structure_kw or {}).get(s)
+        for i in range(n_per_structure):
+            rng = np.random.default_rng([seed, SPLIT_IDS[split], names.index(s), i])
+            sample = simulate_sample(
+                s,
+                size,
+                optics,
+                rng,
+                levels=levels,
+                pattern_kw=pattern_kw,
+                noise_kw=noise_kw,
+                structure_kw=kw,
+            )
+            for key in _ARRAY_KEYS:
+                out[key][k] = sample[key]
+            out["structure"].append(s)
+            out["patterns"].append(sample["pattern"].to_dict())
+            k += 1
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
