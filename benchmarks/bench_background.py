@@ -1,11 +1,11 @@
 """Benchmark: rolling-ball background, ours (dps_stages.background) vs scikit-image.
 
     python benchmarks/bench_background.py [--radius 50] [--no-exact] \
-        > benchmarks/RESULTS_background.md
+    (its markdown output is recorded in benchmarks/RESULTS.md)
 
 Builds seeded fluorescence-like images (smooth background + sparse thin bright structures
 + Poisson noise) at 2048 and 512 px, and, where present, the real 2048 px SIM image
-/work/shared/data/dps-fig3a/Fig3a.tif. For each it times our rolling_ball_background
+../shared/data/dps-fig3a/Fig3a.tif. For each it times our rolling_ball_background
 (best of 3) and skimage.restoration.rolling_ball (once at 2048 px, best of 3 below) in the
 same run, and reports the speed ratio and the agreement: Pearson correlation of the
 background-subtracted images and max |difference| relative to the image range.
@@ -35,7 +35,7 @@ from skimage.restoration import rolling_ball
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dps_stages.background import rolling_ball_background, shrink_factor  # noqa: E402
 
-FIG3A = Path("/work/shared/data/dps-fig3a/Fig3a.tif")
+FIG3A = Path(__file__).resolve().parents[2] / "shared" / "data" / "dps-fig3a" / "Fig3a.tif"
 
 
 def fluorescence_like(n: int, seed: int = 0) -> np.ndarray:
