@@ -420,7 +420,12 @@ def er(
         g = np.arange(-rmax, rmax + 0.5, 0.5)
         gy, gx = np.meshgrid(g, g, indexing="ij")
         ang = np.arctan2(gy, gx)
-        rad = r0 * (1 + np.sum(ck[:, None, None] * np.cos(ks[:, None, None] * ang + phik[:, None, None]), axis=0))
+        rad = r0 * (
+            1
+            + np.sum(
+                ck[:, None, None] * np.cos(ks[:, None, None] * ang + phik[:, None, None]), axis=0
+            )
+        )
         sel = np.hypot(gy, gx) <= rad
         pts = np.stack([gy[sel] + c[0], gx[sel] + c[1]], axis=1)
         canvas.add_area(pts, rng.uniform(0.3, 0.6), 0.25)
@@ -576,12 +581,16 @@ def bin_image(x: np.ndarray, factor: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _analytic_rotf(shape: tuple[int, int], wavelength: float, na: float, pixel_size: float) -> np.ndarray:
+def _analytic_rotf(
+    shape: tuple[int, int], wavelength: float, na: float, pixel_size: float
+) -> np.ndarray:
     otf = widefield_otf(shape, wavelength, na, pixel_size)
     return np.ascontiguousarray(otf[:, : shape[1] // 2 + 1])
 
 
-def _rotf(shape: tuple[int, int], optics: Optics, factor: int, psf: np.ndarray | None) -> np.ndarray:
+def _rotf(
+    shape: tuple[int, int], optics: Optics, factor: int, psf: np.ndarray | None
+) -> np.ndarray:
     """Half-spectrum (rfft2 layout) transfer function on the fine grid."""
     if psf is None:
         return _analytic_rotf(
@@ -698,7 +707,9 @@ def simulate_sample(
     if structure not in STRUCTURES:
         raise KeyError(f"unknown structure {structure!r}; choose from {sorted(STRUCTURES)}")
     fine = size * FINE_FACTOR
-    obj = STRUCTURES[structure]((fine, fine), optics.pixel_size / FINE_FACTOR, rng, **dict(structure_kw or {}))
+    obj = STRUCTURES[structure](
+        (fine, fine), optics.pixel_size / FINE_FACTOR, rng, **dict(structure_kw or {})
+    )
     pattern = random_pattern(optics, rng, **dict(pattern_kw or {}))
     raw_clean = sim_frames(obj, optics, pattern)
     wf_clean = widefield(obj, optics)
