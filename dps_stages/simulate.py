@@ -45,9 +45,9 @@ from .noise import acquisition_chain
 from .optics import Optics, otf_from_psf, widefield_otf
 
 __all__ = [
+    "FINE_FACTOR",
     "SPLIT_IDS",
     "STRUCTURES",
-    "FINE_FACTOR",
     "Optics",
     "SIMPattern",
     "actin",
@@ -230,7 +230,7 @@ def microtubules(
     *,
     density: float = 2.0,
     width: float = 25.0,
-    persistence: float = 4000.0,
+    persistence: float = 6000.0,
     intensity: tuple[float, float] = (0.6, 1.0),
 ) -> np.ndarray:
     """Microtubules: smooth random filaments crossing the field.

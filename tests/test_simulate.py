@@ -128,3 +128,59 @@ def test_salt_and_pepper_fraction(rng):
     y = chain(np.full((300, 300), 0.5, np.float32), rng)
     extreme = np.mean((y == 0) | (y == 2**16 - 1))
     assert extreme == pytest.approx(0.01, rel=0.2)
+
+
+def test_random_pattern_geometry_and_round_trip(rng):
+    import json
+
+    pattern = random_pattern(OPTICS, rng, pattern_frequency=0.9, modulation=0.7)
+    expected = 0.9 * 2 * OPTICS.na / OPTICS.wavelength * OPTICS.pixel_size
+    np.testing.assert_allclose(pattern.frequencies, expected, rtol=1e-12)
+    steps = np.mod(np.diff(pattern.angles), np.pi)
+    np.testing.assert_allclose(np.minimum(steps, np.pi - steps), np.pi / 3, atol=1e-9)
+    dphi = np.mod(np.diff(pattern.phases, axis=1), 2 * np.pi)
+    np.testing.assert_allclose(dphi, 2 * np.pi / 3, atol=1e-9)
+    back = SIMPattern.from_dict(json.loads(json.dumps(pattern.to_dict())))
+    np.testing.assert_array_equal(back.k, pattern.k)
+    np.testing.assert_array_equal(back.phases, pattern.phases)
+    assert back.modulation == pattern.modulation
+
+
+def test_frame_phase_is_the_pattern_phase_at_camera_pixel_centres(rng):
+    """A flat object gives D_ap(r) = A + B cos(2 pi k_a . r + phi_ap), r from pixel (0, 0)."""
+    n = 48
+    k = np.array([[5 / n, 11 / n], [-9 / n, 7 / n], [12 / n, -2 / n]])  # periodic on the grid
+    phases = rng.uniform(0, 2 * np.pi, (3, 3))
+    pattern = SIMPattern(k=k, phases=phases, modulation=0.9)
+    frames = sim_frames(np.ones((4 * n, 4 * n), np.float32), OPTICS, pattern)
+    y, x = np.mgrid[:n, :n]
+    for i in range(9):
+        a, p = divmod(i, 3)
+        arg = 2 * np.pi * (k[a, 0] * y + k[a, 1] * x)
+        basis = np.stack([np.ones(n * n), np.cos(arg).ravel(), np.sin(arg).ravel()], axis=1)
+        (_, c, s), *_ = np.linalg.lstsq(basis, frames[i].ravel().astype(float), rcond=None)
+        dphi = np.angle(np.exp(1j * (np.arctan2(-s, c) - phases[a, p])))
+        assert abs(dphi) < 1e-3
+
+
+def test_a_sampled_airy_psf_gives_the_same_frames_as_the_analytic_otf(rng):
+    from dps_stages.optics import airy_psf
+
+    obj = STRUCTURES["er"]((128, 128), 65 / 4, rng)
+    pattern = random_pattern(OPTICS, rng)
+    psf = airy_psf(127, OPTICS.wavelength, OPTICS.na, 65 / 4, oversample=1)
+    exact = sim_frames(obj, OPTICS, pattern)
+    sampled = sim_frames(obj, OPTICS, pattern, psf=psf)
+    np.testing.assert_allclose(sampled, exact, atol=0.02)
+
+
+def test_noisy_frames_follow_the_clean_frames():
+    level, gain, offset = 2000.0, 2.0, 100.0
+    d = simulate_dataset(["er"], 1, 32, OPTICS, levels=[level], seed=1, split="val",
+                         noise_kw={"gain": gain, "offset": offset})  # fmt: skip
+    clean, raw = d["raw_clean"][0], d["raw"][0, 0]
+    expected = gain * level * clean + offset
+    # residuals are Poisson + read + rounding noise: standardised, mean 0 and variance 1
+    z = (raw - expected) / np.sqrt(gain**2 * (level * clean + 1.5**2) + 1 / 12)
+    assert abs(z.mean()) < 0.05 and z.var() == pytest.approx(1.0, rel=0.1)
+    np.testing.assert_allclose(d["widefield_noisy"][0, 0], raw.mean(axis=0), rtol=1e-6)
