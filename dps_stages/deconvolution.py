@@ -1,0 +1,648 @@
+"""Deconvolution: Richardson-Lucy and sparse (Hessian) deconvolution.
+
+Two classical restorations of a fluorescence image, both pure functions of numpy arrays
+(float32 in and out, axes ``(..., y, x)``), computed with ``scipy.fft`` on all cores.
+
+Richardson-Lucy (:func:`richardson_lucy`)
+-----------------------------------------
+The maximum-likelihood estimate of an object ``x`` blurred by a PSF ``h`` under Poisson noise
+(Richardson, J. Opt. Soc. Am. 62, 55-59, 1972; Lucy, Astron. J. 79, 745-754, 1974), by the
+multiplicative fixed-point iteration
+
+``x_{k+1} = x_k . (h^T * (y / (h * x_k)))``
+
+where ``*`` is convolution, ``h^T`` the PSF mirrored (``h^T(r) = h(-r)``, i.e. correlation)
+and ``.`` and ``/`` act pixel by pixel. With a PSF of unit sum every iteration keeps the total
+flux, ``sum x_{k+1} = sum y``, and a non-negative start stays non-negative. Both convolutions
+are products with the transfer function of the PSF, computed once: in the type-II DCT for a
+PSF that is even along both axes (mirror boundaries, exact), else in the FFT of a grid padded
+by mirror reflection (``conj(H)`` for ``h^T``). That is 4 transforms per iteration, where
+``scipy.signal.convolve`` (scikit-image) needs 6. The number of iterations is the
+regularisation.
+
+The optional acceleration is the vector extrapolation of Biggs & Andrews (Applied Optics 36,
+1766-1775, 1997): ``v_k = x_k + alpha_k (x_k - x_{k-1})`` (clipped at 0) is fed to the RL
+step, ``x_{k+1} = RL(v_k)``, with ``alpha_k = sum(g_{k-1} g_{k-2}) / sum(g_{k-2}^2)``
+clipped to ``[0, 1]``, where ``g_k = x_{k+1} - v_k`` is the change made by the RL step.
+
+Sparse deconvolution (:func:`sparse_hessian`)
+---------------------------------------------
+Zhao et al., "Sparse deconvolution improves the resolution of live-cell super-resolution
+fluorescence microscopy", Nature Biotechnology 40, 606-617 (2022). Step 1
+(:func:`sparse_hessian_denoise`) solves
+
+``g = argmin_g (lambda/2) ||f - b - g||_2^2 + R_Hessian(g) + lambda_L1 ||g||_1``
+
+with ``f`` the image, ``b`` its background, ``lambda`` the fidelity, ``lambda_L1`` the
+sparsity, and the Hessian penalty (the paper's Methods; also the DPS paper, Ye et al. 2024)
+
+``R_Hessian(g) = ||g_xx||_1 + ||g_yy||_1 + s ||g_tt||_1 + 2 ||g_xy||_1
++ 2 sqrt(s) ||g_xt||_1 + 2 sqrt(s) ||g_yt||_1``
+
+where ``s`` is the continuity along t (or z). For a single image the t terms vanish. Step 2
+deconvolves ``g`` with the PSF by Richardson-Lucy (:func:`richardson_lucy`).
+
+Step 1 is solved by split Bregman (Goldstein & Osher, SIAM J. Imaging Sci. 2, 323-343,
+2009). Each L1 term ``w_i ||D_i g||_1`` gets an auxiliary ``d_i = D_i g`` with a quadratic
+penalty ``(mu w_i / 2) ||d_i - D_i g - b_i||^2``, and the iteration is
+
+``g^{k+1} = (lambda + mu sum_i w_i D_i^T D_i)^{-1}
+(lambda f + mu sum_i w_i D_i^T (d_i^k - b_i^k))``,
+
+``d_i^{k+1} = shrink(D_i g^{k+1} + b_i^k, 1/mu)``,
+``b_i^{k+1} = b_i^k + D_i g^{k+1} - d_i^{k+1}``,
+
+with ``shrink(u, tau) = sign(u) max(|u| - tau, 0)``. The sparsity term is the same with
+``D = I`` and weight ``lambda_L1``. ``mu`` only sets the speed of convergence, not the
+minimiser. The ``g`` update is solved exactly: with reflecting (Neumann) boundaries every
+``D_i^T D_i`` is diagonal in the type-II discrete cosine transform (DCT-II, the Fourier
+transform of the image mirrored about its borders). In the DCT the one-dimensional Neumann
+Laplacian ``A^T A`` (``A`` the forward difference) has the eigenvalues
+``L(k) = 4 sin^2(pi k / (2 n))``, ``k = 0..n-1``; the Neumann second difference is
+``D_xx = -A_x^T A_x`` and the mixed one ``D_xy = A_y A_x``, so the denominator is
+
+``lambda + mu (L_x^2 + L_y^2 + s L_t^2 + 2 L_x L_y + 2 sqrt(s) (L_x L_t + L_y L_t)
++ lambda_L1)``.
+
+Boundaries: the image is continued by mirror reflection about its borders (Neumann), exactly
+(no padding, no wrap-around between opposite edges, along t as well). The mixed differences
+are then the differences inside the image; the pure second differences at the border pixel
+are the first differences there (``g_xx(0) = g(1) - g(0)``), so an affine ramp costs a little
+at the border: with sparsity 0 it is a fixed point inside the image, and its outermost 4
+pixels move by up to 0.3 % of its maximum after the 100 default iterations (the exact
+minimiser moves them by about ``2 / (n fidelity)``).
+
+Convergence: at ``mu = 1`` the shrinkage threshold is 1, the maximum of the normalised image,
+so at first nearly every ``D_i g + b_i`` is shrunk to 0 and the ``b_i`` accumulate the
+Hessian over the iterations (a Bregman iterative regularisation). After the default 100
+iterations the result is therefore not yet the minimiser and depends on the iteration count,
+as in the authors' code; the objective still falls (nearly monotonically).
+
+Differences from the authors' code (Sparse-SIM, MATLAB, and sparse-recon, Python), which
+solves the same problem by the same scheme: their ``g`` update divides by
+``lambda/mu + lambda_L1^2 + ...`` while adding ``lambda_L1 (d - b)`` to the numerator, which
+is the exact split-Bregman step only for ``lambda_L1 = 1`` (otherwise it adds a ridge term
+``((lambda_L1^2 - lambda_L1) / 2) ||g||^2`` to the objective at mu = 1); here both use
+``lambda_L1`` so that the objective is the one written above (on the simulated test set of
+the benchmark the two differ by less than 0.1 dB PSNR). They use periodic boundaries (FFT),
+here reflecting ones (DCT). The rest follows them: the image is divided by its maximum first
+(after the background is taken away and negative values are clipped to 0), ``g`` starts at
+``f``, the result is clipped at 0, and it is multiplied back by the same maximum. Memory
+(measured peak, input excluded): about 12 float32 copies of the image for a single image (3
+Hessian terms), 15 for a time-lapse (6 terms).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.fft as sfft
+
+__all__ = [
+    "hessian_weights",
+    "richardson_lucy",
+    "sparse_hessian",
+    "sparse_hessian_denoise",
+]
+
+_WORKERS = -1
+
+
+# --------------------------------------------------------------------------- Richardson-Lucy
+
+
+def _normalised_psf(psf: np.ndarray) -> np.ndarray:
+    """The PSF as float64 with unit sum; it must be 2D, finite, non-negative, not all zero."""
+    h = np.asarray(psf, dtype=np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"psf must be a 2D array (y, x); got shape {h.shape}")
+    if not np.all(np.isfinite(h)) or h.min() < 0:
+        raise ValueError("psf must be finite and non-negative")
+    total = h.sum()
+    if total <= 0:
+        raise ValueError("psf must have a positive sum")
+    return h / total
+
+
+def _placed(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The PSF on a zero grid of ``shape`` with its centre (index ``size // 2``) at ``(0, 0)``.
+
+    A PSF larger than the grid wraps around (the convention of
+    :func:`dps_stages.optics.otf_from_psf`).
+    """
+    ny, nx = shape
+    iy = (np.arange(psf.shape[0]) - psf.shape[0] // 2) % ny
+    ix = (np.arange(psf.shape[1]) - psf.shape[1] // 2) % nx
+    placed = np.zeros(shape, dtype=np.float64)
+    np.add.at(placed, np.ix_(iy, ix), psf)
+    return placed
+
+
+def _is_mirror_symmetric(psf: np.ndarray) -> bool:
+    """Whether the PSF is even along each axis about its centre: ``h(-y, x) = h(y, -x) = h``.
+
+    True for an odd-sized, rotationally symmetric PSF (the Airy pattern, the srPSF).
+    """
+    if psf.shape[0] % 2 == 0 or psf.shape[1] % 2 == 0:
+        return False
+    tol = 1e-6 * float(np.abs(psf).max())
+    return bool(np.abs(psf - psf[::-1, :]).max() <= tol and np.abs(psf - psf[:, ::-1]).max() <= tol)
+
+
+class _Blur:
+    """Convolution with a PSF and its mirror (correlation) on one grid, by fast transforms.
+
+    ``mode="dct"`` (PSF even along both axes): the image is continued by mirror reflection
+    about its borders (half-sample symmetric, ``y(-1) = y(0)``), which the type-II DCT
+    diagonalises exactly: ``h * x = IDCT(lambda . DCT(x))`` with ``lambda`` the (real) DFT of
+    the PSF on the ``(2 ny, 2 nx)`` mirrored grid, frequencies ``0..n-1``; the correlation
+    ``h^T * x`` is the same product. ``mode="fft"``: periodic convolution on the grid by real
+    FFTs, ``irfft2(H . rfft2(x))`` and ``irfft2(conj(H) . rfft2(x))``.
+    """
+
+    def __init__(self, psf: np.ndarray, shape: tuple[int, int], mode: str) -> None:
+        self.shape = shape
+        self.mode = mode
+        if mode == "dct":
+            # lambda(ky, kx) = sum_r h(ry, rx) cos(pi ky ry / ny) cos(pi kx rx / nx), r measured
+            # from the PSF centre: the DFT of the (even) PSF on the (2 ny, 2 nx) grid
+            cy, cx = (
+                np.cos(np.pi * np.outer(np.arange(n), np.arange(m) - m // 2) / n)
+                for n, m in zip(shape, psf.shape, strict=True)
+            )
+            self.h = np.ascontiguousarray(cy @ psf @ cx.T, dtype=np.float32)
+            self.ht = self.h
+        else:
+            self.h = sfft.rfft2(_placed(psf, shape), workers=_WORKERS).astype(np.complex64)
+            self.ht = np.conj(self.h)
+
+    def _apply(self, x: np.ndarray, tf: np.ndarray, overwrite: bool) -> np.ndarray:
+        if self.mode == "dct":
+            spec = sfft.dctn(x, type=2, workers=_WORKERS, overwrite_x=overwrite)
+            spec *= tf
+            return sfft.idctn(spec, type=2, workers=_WORKERS, overwrite_x=True)
+        spec = sfft.rfft2(x, workers=_WORKERS, overwrite_x=overwrite)
+        spec *= tf
+        return sfft.irfft2(spec, s=self.shape, workers=_WORKERS, overwrite_x=True)
+
+    def conv(self, x: np.ndarray, overwrite: bool = False) -> np.ndarray:
+        """``h * x`` (float32, new array; ``x`` may be overwritten when ``overwrite``)."""
+        return self._apply(x, self.h, overwrite)
+
+    def corr(self, x: np.ndarray, overwrite: bool = False) -> np.ndarray:
+        """``h^T * x``, the adjoint of :meth:`conv`."""
+        return self._apply(x, self.ht, overwrite)
+
+
+def _pad_widths(
+    shape: tuple[int, int], psf_shape: tuple[int, int], pad: bool | int
+) -> list[tuple[int, int]]:
+    """Reflection padding of the last two axes for the FFT path: ``(before, after)`` per axis.
+
+    ``pad=True``: the PSF's size along that axis on each side; an int: that many pixels on
+    each side; then both sides are grown evenly to the next fast FFT length. ``False`` or 0:
+    none (periodic boundaries).
+    """
+    widths = []
+    for n, m in zip(shape, psf_shape, strict=True):
+        if pad is False:
+            w = 0
+        elif pad is True:
+            w = int(m)
+        else:
+            w = int(pad)
+            if w < 0:
+                raise ValueError(f"pad must be >= 0; got {pad}")
+        if w == 0:
+            widths.append((0, 0))
+            continue
+        extra = sfft.next_fast_len(n + 2 * w, real=True) - n
+        widths.append((extra // 2, extra - extra // 2))
+    return widths
+
+
+def _rl_one(
+    y: np.ndarray,
+    blur: _Blur,
+    iterations: int,
+    tol: float | None,
+    floor: float,
+    init: str,
+    accelerate: bool,
+) -> np.ndarray:
+    """Richardson-Lucy on one non-negative 2D image ``y`` (float32) on the grid of ``blur``."""
+    if init == "flat":
+        x = np.full(y.shape, y.mean(dtype=np.float64), dtype=np.float32)
+    else:
+        x = y.copy()
+    x_prev: np.ndarray | None = None
+    g_prev: np.ndarray | None = None
+    alpha = 0.0
+    for _ in range(iterations):
+        if accelerate and x_prev is not None:
+            v = x + np.float32(alpha) * (x - x_prev)
+            np.maximum(v, 0.0, out=v)
+        else:
+            v = x
+        ratio = blur.conv(v)
+        np.maximum(ratio, floor, out=ratio)
+        np.divide(y, ratio, out=ratio)  # y / (h * v)
+        x_new = blur.corr(ratio, overwrite=True)
+        x_new *= v
+        np.maximum(x_new, 0.0, out=x_new)  # rounding in the transforms may leave tiny negatives
+        if accelerate:
+            g = x_new - v
+            if g_prev is not None:
+                den = float(np.vdot(g_prev, g_prev))
+                alpha = float(np.vdot(g, g_prev)) / den if den > 0 else 0.0
+                alpha = min(max(alpha, 0.0), 1.0)
+            g_prev = g
+        done = False
+        if tol is not None:
+            norm = float(np.linalg.norm(x))
+            done = norm == 0 or float(np.linalg.norm(x_new - x)) <= tol * norm
+        x_prev, x = x, x_new
+        if done:
+            break
+    return x
+
+
+def richardson_lucy(
+    image: np.ndarray,
+    psf: np.ndarray,
+    *,
+    iterations: int = 30,
+    tol: float | None = None,
+    eps: float = 1e-6,
+    pad: bool | int = True,
+    init: Literal["flat", "image"] = "flat",
+    accelerate: bool = False,
+) -> np.ndarray:
+    """Richardson-Lucy deconvolution of an image or a stack of images.
+
+    ``x_{k+1} = x_k . (h^T * (y / (h * x_k)))`` (Richardson, JOSA 62, 55, 1972; Lucy, AJ 79,
+    745, 1974), with the convolutions done as products in a transform domain (float32, the
+    transfer function computed once, ``scipy.fft`` on all cores). Optionally accelerated by
+    the vector extrapolation of Biggs & Andrews (Applied Optics 36, 1766, 1997); see the
+    module docstring.
+
+    Data: ``y`` is the image as given, with negative values clipped to 0 (RL needs
+    non-negative data); nothing is subtracted, so take the camera offset and background away
+    first. The denominator ``h * x_k`` is floored at ``eps * max(y)`` (a relative floor, so the
+    result does not depend on the units of the image). The PSF is normalised to unit sum,
+    hence every iteration keeps the flux ``sum x = sum y`` of the (mirrored or padded) grid.
+
+    Edges (``pad=True``, the default): the image is continued by mirror reflection about its
+    borders (``y(-1) = y(0)``), so nothing wraps around between opposite edges. For a PSF that
+    is even along both axes (any odd-sized, rotationally symmetric PSF such as the Airy
+    pattern) this is exact and free: the type-II DCT diagonalises convolution with the
+    mirrored image, and the flux of the image itself is kept exactly. Any other PSF takes the
+    FFT path: the image is padded by mirror reflection (``numpy.pad`` mode ``'symmetric'``) by
+    at least the PSF's size on each side (an int ``pad`` gives the width), evenly up to the
+    next fast FFT length, deconvolved with periodic boundaries on that grid, and cropped
+    back; the wrap-around then joins two mirrored copies of the border region, at least one
+    PSF size away from the image (the two paths agree to about 1e-5 of the maximum after 30
+    iterations). ``pad=False`` treats the image itself as periodic (FFT, no padding).
+
+    Parameters
+    ----------
+    image
+        ``(y, x)`` image or ``(..., y, x)`` stack; every image is deconvolved on its own with
+        the same PSF.
+    psf
+        2D PSF centred at index ``size // 2`` (:func:`dps_stages.optics.airy_psf`); any
+        positive scale.
+    iterations
+        Maximum number of iterations.
+    tol
+        Stop an image's iterations when ``||x_{k+1} - x_k|| / ||x_k|| <= tol`` (None: always
+        run ``iterations``).
+    eps
+        Relative floor of the denominator.
+    pad
+        Boundary handling (see above).
+    init
+        ``"flat"``: ``x_0`` is the mean of ``y`` everywhere (then ``x_1 = h^T * y``, as with
+        scikit-image's constant start); ``"image"``: ``x_0 = y``.
+    accelerate
+        Use the Biggs-Andrews extrapolation (fewer iterations for the same sharpness).
+
+    Returns
+    -------
+    np.ndarray
+        float32 array of the shape of ``image``, non-negative.
+    """
+    arr = np.asarray(image)
+    if arr.ndim < 2:
+        raise ValueError(f"image must have at least 2 axes (..., y, x); got shape {arr.shape}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0; got {iterations}")
+    if init not in ("flat", "image"):
+        raise ValueError(f"init must be 'flat' or 'image'; got {init!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("image contains NaN or infinite values")
+    h = _normalised_psf(psf)
+    ny, nx = arr.shape[-2:]
+    if pad is True and _is_mirror_symmetric(h):
+        widths = [(0, 0), (0, 0)]
+        blur = _Blur(h, (ny, nx), "dct")
+    else:
+        widths = _pad_widths((ny, nx), h.shape, pad)
+        blur = _Blur(h, (ny + sum(widths[0]), nx + sum(widths[1])), "fft")
+    padded = widths != [(0, 0), (0, 0)]
+    flat = arr.reshape(-1, ny, nx)
+    out = np.empty(flat.shape, dtype=np.float32)
+    for i, img in enumerate(flat):
+        y = np.maximum(img.astype(np.float32), 0.0)
+        peak = float(y.max())
+        if peak == 0.0 or iterations == 0:
+            out[i] = y
+            continue
+        if padded:
+            y = np.pad(y, widths, mode="symmetric")
+        x = _rl_one(y, blur, iterations, tol, eps * peak, init, accelerate)
+        out[i] = x[widths[0][0] : widths[0][0] + ny, widths[1][0] : widths[1][0] + nx]
+    return out.reshape(arr.shape)
+
+
+# --------------------------------------------------------------------------- sparse Hessian
+
+
+def hessian_weights(continuity: float) -> dict[str, float]:
+    """Weights of the Hessian penalty of sparse deconvolution (Zhao et al. 2022).
+
+    ``R_Hessian = |g_xx| + |g_yy| + s |g_tt| + 2 |g_xy| + 2 sqrt(s) |g_xt| + 2 sqrt(s) |g_yt|``
+    with ``s = continuity``: ``{"xx": 1, "yy": 1, "tt": s, "xy": 2, "xt": 2 sqrt(s),
+    "yt": 2 sqrt(s)}``.
+    """
+    if continuity < 0:
+        raise ValueError(f"continuity must be >= 0; got {continuity}")
+    r = float(np.sqrt(continuity))
+    return {"xx": 1.0, "yy": 1.0, "tt": float(continuity), "xy": 2.0, "xt": 2 * r, "yt": 2 * r}
+
+
+def _slc(axis: int, s: slice) -> tuple[slice, ...]:
+    """Index ``s`` along ``axis`` (counted from 0) of a 3D array."""
+    idx = [slice(None)] * 3
+    idx[axis] = s
+    return tuple(idx)
+
+
+def _fdiff(g: np.ndarray, axis: int) -> np.ndarray:
+    """Forward difference ``A g``: ``v(i) = g(i + 1) - g(i)``, and ``v(n - 1) = 0`` (Neumann)."""
+    v = np.empty_like(g)
+    np.subtract(
+        g[_slc(axis, slice(1, None))],
+        g[_slc(axis, slice(None, -1))],
+        out=v[_slc(axis, slice(None, -1))],
+    )
+    v[_slc(axis, slice(-1, None))] = 0.0
+    return v
+
+
+def _fdiff_adj(v: np.ndarray, axis: int) -> np.ndarray:
+    """Adjoint ``A^T v``: ``w(0) = -v(0)``, ``w(i) = v(i - 1) - v(i)``, ``w(n-1) = v(n-2)``."""
+    w = np.empty_like(v)
+    if v.shape[axis] == 1:
+        w[...] = 0.0
+        return w
+    w[_slc(axis, slice(0, 1))] = -v[_slc(axis, slice(0, 1))]
+    np.subtract(
+        v[_slc(axis, slice(None, -2))], v[_slc(axis, slice(1, -1))], out=w[_slc(axis, slice(1, -1))]
+    )
+    w[_slc(axis, slice(-1, None))] = v[_slc(axis, slice(-2, -1))]
+    return w
+
+
+def _apply(term: str, g: np.ndarray, adjoint: bool) -> np.ndarray:
+    """``D g`` (or ``D^T g``) for a Hessian term ``'xx'``, ``'xy'``, ...; axes t, y, x = 0, 1, 2.
+
+    Pure second differences are ``D_aa = -A_a^T A_a`` (self-adjoint), mixed ones
+    ``D_ab = A_a A_b`` with adjoint ``A_b^T A_a^T``.
+    """
+    axis = {"t": 0, "y": 1, "x": 2}
+    a, b = axis[term[0]], axis[term[1]]
+    if a == b:
+        out = _fdiff_adj(_fdiff(g, a), a)
+        np.negative(out, out=out)
+        return out
+    if adjoint:
+        return _fdiff_adj(_fdiff_adj(g, a), b)
+    return _fdiff(_fdiff(g, b), a)
+
+
+def _neumann_eigenvalues(n: int) -> np.ndarray:
+    """DCT-II eigenvalues of the 1D Neumann Laplacian ``A^T A``: ``4 sin^2(pi k / (2 n))``."""
+    return (4.0 * np.sin(np.pi * np.arange(n) / (2.0 * n)) ** 2).astype(np.float64)
+
+
+def _split_bregman(
+    f: np.ndarray,
+    fidelity: float,
+    sparsity: float,
+    weights: dict[str, float],
+    iterations: int,
+    mu: float,
+    history: list[float] | None,
+) -> np.ndarray:
+    """Split Bregman for the sparse-Hessian problem on one normalised ``(t, y, x)`` series."""
+    nt, ny, nx = f.shape
+    terms = {k: w for k, w in weights.items() if w > 0 and not ("t" in k and nt == 1)}
+    lt, ly, lx = (_neumann_eigenvalues(n) for n in (nt, ny, nx))
+    lam = {"t": lt[:, None, None], "y": ly[None, :, None], "x": lx[None, None, :]}
+    denom = np.full((1, 1, 1), fidelity + mu * sparsity, dtype=np.float64)
+    for k, w in terms.items():
+        denom = denom + mu * w * lam[k[0]] * lam[k[1]]
+    denom = np.broadcast_to(denom, f.shape).astype(np.float32)
+    axes = (0, 1, 2) if nt > 1 else (1, 2)
+    tau = np.float32(1.0 / mu)
+    bregman = {k: np.zeros_like(f) for k in terms}
+    b_l1 = np.zeros_like(f) if sparsity > 0 else None
+    g = f.copy()
+    rhs = np.empty_like(f)
+    for it in range(iterations + 1):
+        last = it == iterations
+        if last and history is None:
+            break
+        np.multiply(f, np.float32(fidelity), out=rhs)
+        energy = 0.0
+        if history is not None:
+            energy = 0.5 * fidelity * float(np.sum((g - f) ** 2, dtype=np.float64))
+        for k, w in terms.items():
+            u = _apply(k, g, adjoint=False)
+            if history is not None:
+                energy += w * float(np.sum(np.abs(u), dtype=np.float64))
+            if last:
+                continue
+            u += bregman[k]
+            np.clip(u, -tau, tau, out=bregman[k])  # b^{k+1} = clip(D g + b^k, -1/mu, 1/mu)
+            u -= 2 * bregman[k]  # d^{k+1} - b^{k+1} = (D g + b^k) - 2 b^{k+1}
+            u = _apply(k, u, adjoint=True)
+            u *= np.float32(mu * w)
+            rhs += u
+        if b_l1 is not None:
+            if history is not None:
+                energy += sparsity * float(np.sum(np.abs(g), dtype=np.float64))
+            if not last:
+                u = g + b_l1
+                np.clip(u, -tau, tau, out=b_l1)
+                u -= 2 * b_l1
+                u *= np.float32(mu * sparsity)
+                rhs += u
+        if history is not None:
+            history.append(energy)
+        if last:
+            break
+        # the DCT may reuse rhs (refilled next iteration); g must get its own buffer
+        spec = sfft.dctn(rhs, type=2, axes=axes, norm="ortho", workers=_WORKERS, overwrite_x=True)
+        spec /= denom
+        g = sfft.idctn(spec, type=2, axes=axes, norm="ortho", workers=_WORKERS)
+        g = g.astype(np.float32, copy=False)
+    return g
+
+
+def sparse_hessian_denoise(
+    image: np.ndarray,
+    *,
+    fidelity: float = 150.0,
+    sparsity: float = 10.0,
+    continuity: float = 0.5,
+    iterations: int = 100,
+    mu: float = 1.0,
+    background: float | np.ndarray | None = None,
+    return_history: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Step 1 of sparse deconvolution: the sparse-Hessian reconstruction (Zhao et al. 2022).
+
+    ``g = argmin (fidelity/2) ||f - b - g||^2 + R_Hessian(g) + sparsity ||g||_1``, with
+    ``R_Hessian`` of :func:`hessian_weights` (``s = continuity``), solved by split Bregman
+    with an exact DCT solve of the quadratic step and reflecting boundaries (module
+    docstring).
+
+    The data ``f - b`` (``b = background``: a number or an array broadcastable to the image;
+    None: 0) is clipped at 0 and divided by its maximum ``m`` (over the whole series), the
+    problem is solved on that [0, 1] image, the result is clipped at 0 and multiplied by
+    ``m``. The parameters therefore refer to an image of maximum 1, as in the paper: e.g. the
+    sparsity alone lowers a flat region by ``sparsity / fidelity`` (1/15 of the maximum at the
+    defaults).
+
+    Parameters
+    ----------
+    image
+        ``(y, x)``: one image (the t terms vanish); ``(t, y, x)``: a time-lapse (or z stack),
+        with the continuity terms along the first axis; ``(..., t, y, x)``: several series,
+        each on its own.
+    fidelity, sparsity, continuity
+        ``lambda``, ``lambda_L1`` and ``s`` of the paper (defaults: the authors' 150, 10,
+        0.5).
+    iterations
+        Split-Bregman iterations (number of ``g`` updates; the authors' default 100).
+    mu
+        Split-Bregman penalty scale (shrinkage threshold ``1/mu``); changes the speed of
+        convergence, not the minimiser.
+    background
+        Background subtracted first.
+    return_history
+        Also return the objective (on the normalised image) before the first and after every
+        iteration: an array of shape ``(iterations + 1,)``, or ``(..., iterations + 1)`` for
+        several series.
+
+    Returns
+    -------
+    np.ndarray or (np.ndarray, np.ndarray)
+        float32 result of the shape of ``image``, non-negative (and the history).
+    """
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim < 2:
+        raise ValueError(f"image must have at least 2 axes (..., y, x); got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("image contains NaN or infinite values")
+    if fidelity <= 0 or mu <= 0:
+        raise ValueError("fidelity and mu must be positive")
+    if sparsity < 0:
+        raise ValueError(f"sparsity must be >= 0; got {sparsity}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0; got {iterations}")
+    weights = hessian_weights(continuity)
+    if background is None:
+        data = arr.copy()
+    else:
+        data = np.subtract(arr, np.asarray(background, dtype=np.float32), dtype=np.float32)
+    np.maximum(data, 0.0, out=data)
+    # one series after another; each result overwrites its data
+    series = data.reshape((-1, 1) + arr.shape[-2:] if arr.ndim == 2 else (-1,) + arr.shape[-3:])
+    histories = []
+    for i, f in enumerate(series):
+        m = float(f.max())
+        hist: list[float] | None = [] if return_history else None
+        if m == 0.0:
+            if hist is not None:
+                hist.extend([0.0] * (iterations + 1))
+        else:
+            g = _split_bregman(f / np.float32(m), fidelity, sparsity, weights, iterations, mu, hist)
+            np.maximum(g, 0.0, out=g)
+            np.multiply(g, np.float32(m), out=series[i])
+        histories.append(hist)
+    result = data
+    if not return_history:
+        return result
+    lead = arr.shape[:-2] if arr.ndim == 2 else arr.shape[:-3]
+    history = np.asarray(histories, dtype=np.float64).reshape(lead + (iterations + 1,))
+    return result, history
+
+
+def sparse_hessian(
+    image: np.ndarray,
+    *,
+    fidelity: float = 150.0,
+    sparsity: float = 10.0,
+    continuity: float = 0.5,
+    iterations: int = 100,
+    mu: float = 1.0,
+    background: float | np.ndarray | None = None,
+    psf: np.ndarray | None = None,
+    deconv: Literal["rl", "rl-accelerated"] = "rl",
+    deconv_iterations: int = 30,
+    return_history: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Sparse deconvolution (Zhao et al., Nature Biotechnology 40, 606-617, 2022).
+
+    Step 1: :func:`sparse_hessian_denoise` (the sparse-Hessian reconstruction ``g``, with
+    ``fidelity``, ``sparsity``, ``continuity``, ``iterations``, ``mu``, ``background``);
+    step 2: Richardson-Lucy deconvolution of ``g`` with ``psf`` (:func:`richardson_lucy`,
+    image by image, flat start, mirror boundaries), ``deconv_iterations`` iterations, plain
+    (``deconv="rl"``) or with the Biggs-Andrews acceleration (``"rl-accelerated"``, the
+    authors' choice, with 7 iterations by default in their code). Step 2 is skipped when
+    ``psf`` is None. The default of 30 plain RL iterations is the RL default of this module.
+    In the deconvolution benchmark (benchmarks/bench_deconvolution.py) 30 suits images with
+    about 1000 photons at the brightest pixel; at 100 photons 10 plain (or 7 accelerated)
+    iterations give 1-2.5 dB more PSNR on the standard test images.
+
+    Returns
+    -------
+    np.ndarray or (np.ndarray, np.ndarray)
+        float32, shape of ``image``, non-negative; with ``return_history`` also the objective
+        history of step 1.
+    """
+    if deconv not in ("rl", "rl-accelerated"):
+        raise ValueError(f"deconv must be 'rl' or 'rl-accelerated'; got {deconv!r}")
+    res = sparse_hessian_denoise(
+        image,
+        fidelity=fidelity,
+        sparsity=sparsity,
+        continuity=continuity,
+        iterations=iterations,
+        mu=mu,
+        background=background,
+        return_history=return_history,
+    )
+    g, history = res if isinstance(res, tuple) else (res, None)
+    if psf is not None:
+        g = richardson_lucy(
+            g,
+            psf,
+            iterations=deconv_iterations,
+            accelerate=deconv == "rl-accelerated",
+        )
+    return g if history is None else (g, history)
