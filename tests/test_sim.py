@@ -1,0 +1,231 @@
+"""2D-SIM reconstruction: parameter estimation against the simulated truth, the Wiener
+reconstruction's gain over widefield, invariants, input checks and the real TIRF-SIM data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dps_stages import sim
+from dps_stages.metrics import compare, decorrelation
+from dps_stages.optics import Optics, widefield_otf
+from dps_stages.simulate import SIMPattern, simulate_sample
+
+OPTICS = Optics(wavelength=525.0, na=1.4, pixel_size=65.0)
+SIZE = 128
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "vdl-sim-microtubules"
+#: Settings for the real TIRF-SIM data (optics unpublished; chosen in benchmarks/bench_sim.py).
+REAL_OPTICS = Optics(wavelength=670.0, na=1.49, pixel_size=60.0)
+REAL_KW = {"otf_decay": 0.1, "wiener_factor": 6.0}
+
+
+@pytest.fixture(scope="module")
+def samples() -> dict[str, dict]:
+    """One simulated acquisition per structure at 100 and 1000 photons, plus clean frames."""
+    out = {}
+    for i, name in enumerate(["microtubules", "ccps", "er", "actin"]):
+        rng = np.random.default_rng([2024, i])
+        out[name] = simulate_sample(name, SIZE, OPTICS, rng, levels=[100, 1000])
+    return out
+
+
+def _match(params: sim.SIMParameters, truth: SIMPattern) -> tuple[np.ndarray, np.ndarray]:
+    """|dk| * N and the phase error (deg) per angle, comparing up to the sign of k.
+
+    With ``-k`` the same pattern has phases ``-phi``, so the phase error is taken with the
+    sign that matches the wave vector.
+    """
+    dk = np.zeros(3)
+    dphi = np.zeros(3)
+    for a in range(3):
+        errs = [np.hypot(*(params.k[a] - s * truth.k[a])) for s in (1, -1)]
+        s = 1 if errs[0] <= errs[1] else -1
+        dk[a] = min(errs) * SIZE
+        d = np.angle(np.exp(1j * (params.phases[a] - s * truth.phases[a])))
+        dphi[a] = np.degrees(np.abs(d)).max()
+    return dk, dphi
+
+
+@pytest.mark.parametrize("name", ["microtubules", "ccps", "er", "actin"])
+def test_parameters_match_truth(samples, name):
+    d = samples[name]
+    truth = d["pattern"]
+    p = sim.estimate_parameters(d["raw"][1], OPTICS)  # 1000 photons
+    dk, dphi = _match(p, truth)
+    assert np.all(dk < 0.05), dk
+    assert np.all(dphi < 10.0), dphi
+    assert np.all(np.abs(p.modulation - truth.modulation) < 0.15), p.modulation
+    assert np.all(p.significance > 50)
+    # the returned sign makes the phases step by about +2 pi / 3, as the simulation draws them
+    np.testing.assert_allclose(p.phase_steps, 2 * np.pi / 3, atol=np.radians(10))
+    # the equal-step variant agrees
+    q = sim.estimate_parameters(d["raw"][1], OPTICS, equal_steps=True)
+    dk, dphi = _match(q, truth)
+    assert np.all(dk < 0.05) and np.all(dphi < 10.0)
+
+
+def test_parameters_at_lower_signal_and_with_a_guess(samples):
+    d = samples["er"]
+    truth = d["pattern"]
+    p = sim.estimate_parameters(d["raw"][0], OPTICS)  # 100 photons
+    dk, dphi = _match(p, truth)
+    assert np.all(dk < 0.1) and np.all(dphi < 20.0), (dk, dphi)
+    # a rough guess of either sign leads to the same answer
+    guess = -truth.k + 1.5 / SIZE
+    g = sim.estimate_parameters(d["raw"][0], OPTICS, k_guess=guess)
+    np.testing.assert_allclose(g.k, p.k, atol=1e-3 / SIZE)
+
+
+def test_parameters_round_trip_and_flip():
+    p = sim.SIMParameters(
+        k=[[0.1, 0.2], [0.3, -0.1], [-0.2, 0.1]],
+        phases=np.arange(9).reshape(3, 3),
+        modulation=[0.5, 0.6, 0.7],
+        significance=[10.0, np.inf, 3.0],
+    )
+    q = sim.SIMParameters.from_dict(p.to_dict())
+    for attr in ("k", "phases", "modulation", "significance"):
+        np.testing.assert_array_equal(getattr(q, attr), getattr(p, attr))
+    assert p.phases.max() < 2 * np.pi and p.k.flags.writeable is False
+    f = p.flipped()
+    np.testing.assert_allclose(f.k, -p.k)
+    np.testing.assert_allclose(np.cos(f.phases), np.cos(p.phases))
+    np.testing.assert_allclose(np.sin(f.phases), -np.sin(p.phases), atol=1e-12)
+
+
+def test_otf_model_is_the_optics_otf():
+    shape = (64, 48)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.fftfreq(shape[1])[None, :]
+    mine = sim.otf_values(fy, fx, OPTICS.cutoff_per_pixel, pixel=False)
+    ref = widefield_otf(shape, OPTICS.wavelength, OPTICS.na, OPTICS.pixel_size)
+    np.testing.assert_allclose(mine, ref, atol=1e-6)
+
+
+def test_reconstruction_beats_widefield(samples):
+    for name in ("microtubules", "er", "ccps"):
+        d = samples[name]
+        img, p = sim.reconstruct(d["raw"][1], OPTICS)
+        assert img.shape == (2 * SIZE, 2 * SIZE) and img.dtype == np.float32
+        wf = sim.fourier_upsample(d["widefield_noisy"][1])
+        c_sim = compare(img, d["truth_2x"])
+        c_wf = compare(wf, d["truth_2x"])
+        assert c_sim["psnr"] > c_wf["psnr"] + 0.5, (name, c_sim, c_wf)
+        assert c_sim["ssim"] > c_wf["ssim"] + 0.05, (name, c_sim, c_wf)
+
+
+def test_resolution_is_extended(samples):
+    d = samples["microtubules"]
+    truth = d["pattern"]
+    params = sim.SIMParameters.from_pattern(truth)
+    img, _ = sim.reconstruct(d["raw_clean"], OPTICS, params=params, background_percentile=None)
+    wf = sim.fourier_upsample(d["widefield_clean"])
+    r_sim = decorrelation(img).resolution_px
+    r_wf = decorrelation(wf).resolution_px
+    assert r_wf / r_sim >= 1.4, (r_wf, r_sim)
+    # energy beyond the widefield cutoff, which the widefield image does not have
+    n = 2 * SIZE
+    f = np.fft.fftfreq(n, d=0.5)  # cycles per camera pixel
+    fy, fx = f[:, None], f[None, :]
+    radius = np.hypot(fy, fx)
+    fc = OPTICS.cutoff_per_pixel
+    hann = np.hanning(n)[:, None] * np.hanning(n)[None, :]  # no leakage cross from the borders
+    spec_sim = np.abs(np.fft.fft2((img - img.mean()) * hann)) ** 2
+    spec_wf = np.abs(np.fft.fft2((wf - wf.mean()) * hann)) ** 2
+    beyond = (radius > 1.1 * fc) & (radius < 1.6 * fc)
+    assert spec_sim[beyond].sum() > 1e-3 * spec_sim[radius < fc].sum()
+    assert spec_sim[beyond].sum() > 100 * spec_wf[beyond].sum()
+    # out to |k| + f_c = 1.9 f_c along the pattern directions only: at 30 degrees from them
+    # the shifted passbands reach 1.67 f_c
+    cos_to_pattern = np.max(
+        [np.abs(fy * ky + fx * kx) / (radius * np.hypot(ky, kx) + 1e-12) for ky, kx in truth.k],
+        axis=0,
+    )
+    ring = (radius > 1.72 * fc) & (radius < 1.85 * fc)
+    along = ring & (cos_to_pattern > np.cos(np.radians(8)))
+    across = ring & (cos_to_pattern < np.cos(np.radians(22)))
+    assert np.median(spec_sim[along]) > 10 * np.median(spec_sim[across])
+
+
+def test_flat_input_gives_flat_output():
+    frames = np.full((9, 64, 64), 500.0, dtype=np.float32)
+    img, p = sim.reconstruct(frames, OPTICS, background_percentile=None)
+    assert np.all(np.isfinite(img))
+    assert img.std() / img.mean() < 1e-3
+    # a uniform object under the SIM pattern: the stripes must go, nothing appears
+    truth = SIMPattern(
+        k=[[0.0, 0.31], [0.27, -0.155], [0.27, 0.155]],
+        phases=np.arange(9).reshape(3, 3) * 2 * np.pi / 3 + 0.4,
+        modulation=0.8,
+    )
+    y, x = np.mgrid[0:96, 0:96]
+    amp = 0.8 * float(sim.otf_values(np.array(0.0), np.array(0.31), OPTICS.cutoff_per_pixel))
+    raw = np.stack(
+        [1 + amp * np.cos(2 * np.pi * (ky * y + kx * x) + ph)
+         for (ky, kx), phases in zip(truth.k, truth.phases, strict=True) for ph in phases]
+    ).astype(np.float32)  # fmt: skip
+    assert raw.std() / raw.mean() > 0.01  # the pattern is there
+    img, _ = sim.reconstruct(
+        raw, OPTICS, params=sim.SIMParameters.from_pattern(truth), background_percentile=None
+    )
+    assert img.std() / img.mean() < 1e-3
+    # the same with estimated parameters: no structure invented from a pattern-free image
+    img2, p2 = sim.reconstruct(frames, OPTICS)
+    assert np.all(np.isfinite(img2)) and np.allclose(img2, img2.flat[0], atol=1e-3)
+    assert np.all(p2.significance < 10)
+
+
+def test_shapes_stack_and_bad_input(samples):
+    raw = samples["ccps"]["raw"][1][:, :64, :80]
+    img, p = sim.reconstruct(raw, OPTICS)
+    assert img.shape == (128, 160) and img.dtype == np.float32
+    assert isinstance(p, sim.SIMParameters) and p.k.shape == (2 * 0 + 3, 2)
+    stack, plist = sim.reconstruct_stack(np.stack([raw, raw]), OPTICS, params=p)
+    assert stack.shape == (2, 128, 160) and len(plist) == 2
+    np.testing.assert_allclose(stack[0], sim.reconstruct(raw, OPTICS, params=p)[0])
+    for bad in (np.zeros((8, 32, 32)), np.zeros((9, 32)), np.zeros((3, 3, 32, 32))):
+        with pytest.raises(ValueError, match=r"shape \(" + ", ".join(map(str, bad.shape))):
+            sim.reconstruct(bad, OPTICS)
+    with pytest.raises(ValueError, match=r"\(2, 8, 32, 32\)"):
+        sim.reconstruct_stack(np.zeros((2, 8, 32, 32)), OPTICS)
+    with pytest.raises(ValueError, match="band_weights"):
+        sim.reconstruct(raw, OPTICS, params=p, band_weights="nope")
+
+
+def test_fourier_upsample_keeps_samples_and_grid():
+    rng = np.random.default_rng(0)
+    spec = np.fft.fft2(rng.standard_normal((32, 32)))
+    f = np.fft.fftfreq(32)
+    spec[(np.abs(f[:, None]) > 0.3) | (np.abs(f[None, :]) > 0.3)] = 0
+    img = np.fft.ifft2(spec).real.astype(np.float32)
+    up = sim.fourier_upsample(img, centred=False)
+    np.testing.assert_allclose(up[::2, ::2], img, atol=1e-4)
+    # centred grid: fine pixel j sits at coarse coordinate j / 2 - 1/4
+    y = np.arange(32)[:, None]
+    wave = np.cos(2 * np.pi * 0.1875 * y + 0.3) * np.ones((1, 8))
+    upc = sim.fourier_upsample(wave.astype(np.float32))
+    yy = np.arange(64)[:, None] / 2 - 0.25
+    np.testing.assert_allclose(upc, np.cos(2 * np.pi * 0.1875 * yy + 0.3) * np.ones((1, 16)),
+                               atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.shared
+def test_real_tirf_sim_gt_matches_reference():
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data folder {REAL_DATA} is absent (it sits beside the project)")
+    tifffile = pytest.importorskip("tifffile")
+    frames = np.stack(
+        [tifffile.imread(REAL_DATA / "raw" / "GT" / f"640-1_{i}.tiff") for i in range(1, 10)]
+    )
+    reference = tifffile.imread(REAL_DATA / "reference" / "TIRF_SIM_640_1.tif")
+    img, p = sim.reconstruct(frames, REAL_OPTICS, **REAL_KW)
+    assert img.shape == reference.shape
+    assert np.all(p.significance > 50)
+    # the three pattern directions are 60 degrees apart and of equal frequency
+    ang = np.sort(np.mod(np.degrees(p.angles), 180))
+    np.testing.assert_allclose(np.diff(ang), 60, atol=2)
+    np.testing.assert_allclose(p.frequencies, p.frequencies.mean(), rtol=0.02)
+    assert compare(img, reference)["ssim"] >= 0.36
