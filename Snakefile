@@ -17,6 +17,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/background.smk"
+include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/evaluate.smk"
 
 

@@ -31,6 +31,18 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
 
 
+def _wiener(text: str) -> str:
+    if text != "auto":
+        try:
+            if float(text) <= 0:
+                raise ValueError
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected 'auto' or a number > 0, got {text!r}"
+            ) from None
+    return text
+
+
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -108,12 +120,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "levels": [float(v) for v in args.levels],
         "structures": list(data["structure"]),
         "patterns": data["patterns"],
-        "optics": {
-            "wavelength": optics.wavelength,
-            "na": optics.na,
-            "pixel_size": optics.pixel_size,
-            "modulation_factor": optics.modulation_factor,
-        },
+        "optics": optics.to_dict(),
         "pixel_size": optics.pixel_size,
         **_provenance("simulate", args, t0),
     }
@@ -160,6 +167,8 @@ def cmd_import(args: argparse.Namespace) -> None:
     from dps_stages import io
 
     t0 = time.perf_counter()
+    if args.widefield and args.kind != "raw":
+        raise DpsInputError("--widefield is only for --kind raw (the mean of the 9 frames)")
     arr, meta = io.read_image(args.input)
     if args.kind == "raw":
         arr = io.as_raw_sim(arr, args.input)
@@ -178,8 +187,6 @@ def cmd_import(args: argparse.Namespace) -> None:
     attrs.update(_provenance("import", args, t0))
     io.write_stage(args.output, arr, {**attrs, "stage": args.kind}, tile=args.tile)
     if args.widefield:
-        if args.kind != "raw":
-            raise DpsInputError("--widefield is only for --kind raw (the mean of the 9 frames)")
         io.write_stage(
             args.widefield, arr.mean(axis=1), {**attrs, "stage": "widefield"}, tile=args.tile
         )
@@ -301,6 +308,98 @@ def cmd_figures(args: argparse.Namespace) -> None:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# classical reconstruction
+
+
+def _optics_for(args: argparse.Namespace, meta: dict[str, Any]):
+    """Optics from the options; the pixel size from the file when the option is not given."""
+    from dps_stages.optics import Optics
+
+    pixel_size = args.pixel_size or meta.get("pixel_size")
+    if pixel_size is None:
+        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size (nm)")
+    return Optics(
+        wavelength=args.wavelength, na=args.na, pixel_size=float(pixel_size),
+        modulation_factor=args.modulation_factor,
+    )  # fmt: skip
+
+
+def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
+    """Wiener 2D-SIM reconstruction with pattern parameters estimated from the frames."""
+    from dps_stages import io
+    from dps_stages.sim import reconstruct_stack
+
+    t0 = time.perf_counter()
+    arr, meta = io.read_image(args.input)
+    raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float32)
+    io.check_finite(raw, args.input)
+    optics = _optics_for(args, meta)
+    wiener = args.wiener if args.wiener == "auto" else float(args.wiener)
+    images, params = reconstruct_stack(
+        raw, optics, wiener=wiener, wiener_factor=args.wiener_factor, otf_decay=args.otf_decay
+    )
+    for i, p in enumerate(params):
+        log.info("image %d: estimated %s", i, json.dumps(p.to_dict()))
+    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
+    attrs.update(
+        {
+            "source": str(args.input),
+            "stage": args.stage or "sim_wiener",
+            "pixel_size": optics.pixel_size / 2,
+            "sim_parameters": [p.to_dict() for p in params],
+            "optics": optics.to_dict(),
+        }
+    )
+    _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args, t0))
+
+
+def _psf_for(args: argparse.Namespace, pixel_size: float | None, shape: tuple[int, ...]):
+    """The PSF a deconvolution uses: Airy, srPSF (NA x modulation factor) or a TIFF."""
+    from dps_stages.optics import airy_psf, psf_size_for, sr_psf
+
+    if args.psf not in ("airy", "sr"):
+        psf = np.asarray(_read_2d(args.psf)[0], dtype=np.float64)
+        if psf.min() < 0 or psf.sum() <= 0:
+            raise DpsInputError(f"{args.psf}: a PSF must be non-negative with a positive sum")
+        return (psf / psf.sum()).astype(np.float32)
+    if pixel_size is None:
+        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size")
+    factor = args.modulation_factor if args.psf == "sr" else 1.0
+    size = min(psf_size_for(args.wavelength, args.na * factor, pixel_size), *shape[-2:])
+    size -= 1 - size % 2  # odd: centred on a pixel
+    if args.psf == "sr":
+        return sr_psf(size, args.wavelength, args.na, pixel_size, args.modulation_factor)
+    return airy_psf(size, args.wavelength, args.na, pixel_size)
+
+
+def cmd_deconvolve(args: argparse.Namespace) -> None:
+    """Richardson-Lucy or sparse-Hessian deconvolution, image by image."""
+    from dps_stages import io
+    from dps_stages.deconvolution import richardson_lucy, sparse_hessian
+
+    t0 = time.perf_counter()
+    arr, meta = io.read_image(args.input)
+    images = np.asarray(io.as_image_stack(arr, args.input), dtype=np.float32)
+    io.check_finite(images, args.input)
+    pixel_size = args.pixel_size or meta.get("pixel_size")
+    psf = _psf_for(args, pixel_size, images.shape)
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        if args.method == "rl":
+            out[i] = richardson_lucy(image, psf, iterations=args.iterations or 30)
+        else:
+            out[i] = sparse_hessian(
+                image, psf=psf, fidelity=args.fidelity, sparsity=args.sparsity,
+                iterations=args.iterations or 100,
+            )  # fmt: skip
+        log.info("image %d/%d deconvolved (%s)", i + 1, len(images), args.method)
+    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
+    attrs.update({"source": str(args.input), "stage": args.stage or args.method,
+                  "pixel_size": pixel_size, "psf": str(args.psf)})  # fmt: skip
+    _write_any(args.output, out, attrs | _provenance("deconvolve", args, t0))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     """Write a stage's output as OME-Zarr and ImageJ TIFF for Fiji and napari."""
     from dps_stages import io
@@ -411,6 +510,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default="input")
     p.add_argument("--n-images", type=int, default=4)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("sim-reconstruct", help="Wiener 2D-SIM reconstruction (Gustafsson 2000)")
+    p.add_argument("input", type=Path, help="raw frames: (9, y, x) or (n, 9, y, x)")
+    p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif (2x grid)")
+    p.add_argument(
+        "--wiener", type=_wiener, default="auto",
+        help="Wiener parameter w, or 'auto': wiener-factor x the measured noise-to-signal ratio",
+    )  # fmt: skip
+    p.add_argument("--wiener-factor", type=float, default=3.0)
+    p.add_argument(
+        "--otf-decay", type=float, default=1.0,
+        help="damping a of the model OTF (a**q, fairSIM's approximate OTF; 1: ideal)",
+    )  # fmt: skip
+    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_optics(p)
+    p.set_defaults(func=cmd_sim_reconstruct, pixel_size=None)
+
+    p = sub.add_parser("deconvolve", help="Richardson-Lucy or sparse-Hessian deconvolution")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
+    p.add_argument("--method", choices=("rl", "sparse"), default="rl")
+    p.add_argument(
+        "--psf", default="airy",
+        help="'airy' (widefield), 'sr' (SIM passband: NA x modulation factor) or a PSF TIFF",
+    )  # fmt: skip
+    p.add_argument("--iterations", type=int, default=None,
+                   help="RL iterations (default 30) or split-Bregman iterations (100)")  # fmt: skip
+    p.add_argument("--fidelity", type=float, default=150.0, help="sparse: fidelity weight")
+    p.add_argument("--sparsity", type=float, default=10.0, help="sparse: L1 weight")
+    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_optics(p)
+    p.set_defaults(func=cmd_deconvolve, pixel_size=None)
 
     p = sub.add_parser("export", help="a stage's output as OME-Zarr and ImageJ TIFF")
     p.add_argument("input", type=Path)

@@ -4,7 +4,9 @@ For each image of each stage: PSNR, SSIM and NRMSE against the ground truth of t
 (1x camera grid, 2x SIM grid, 4x) under the protocol of :func:`dps_stages.metrics.compare`,
 where a ground truth exists; the decorrelation resolution (Descloux et al., Nature Methods
 2019), which needs none; and the resolution gain over the stage's input,
-``gain = resolution(input) / resolution(stage)`` (> 1 means finer).
+``gain = resolution(input) / resolution(stage)`` (> 1 means finer). Where the decorrelation
+peak sits at the sampling limit (kc >= 0.95) the row is flagged ``grid_limited``: the figure
+then says more about the pixel grid than about the image.
 
 A raw-frame stage (n, 9, y, x) is evaluated on the mean of its 9 frames: the widefield image
 that those frames amount to.
@@ -24,9 +26,13 @@ from dps_stages.metrics import compare, decorrelation
 TRUTH_ARRAYS = ("truth_1x", "truth_2x", "truth_4x")
 COLUMNS = [
     "level", "stage", "input", "image", "structure", "grid", "pixel_size_nm",
-    "psnr", "ssim", "nrmse", "kc", "resolution_px", "resolution_nm",
+    "psnr", "ssim", "nrmse", "kc", "grid_limited", "resolution_px", "resolution_nm",
     "input_resolution_nm", "resolution_gain",
 ]  # fmt: skip
+#: kc at or above this (normalised frequency, 1 = Nyquist) means the decorrelation curve
+#: peaks at the sampling limit: the figure is the grid's, not the image's resolution (typical
+#: of deconvolved or sparse outputs whose spectrum is not band-limited by the optics).
+GRID_LIMIT_KC = 0.95
 
 
 def stage_images(path: str | Path) -> tuple[np.ndarray, dict]:
@@ -94,7 +100,8 @@ def evaluate_level(
             # kc = 0: no resolution found (flat or noise-only image); NaN, not inf, in tables
             res_px = dec.resolution_px if dec.kc > 0 else np.nan
             res_nm = res_px * pixel_size if pixel_size else np.nan
-            row.update({"kc": dec.kc, "resolution_px": res_px, "resolution_nm": res_nm})
+            row.update({"kc": dec.kc, "grid_limited": bool(dec.kc >= GRID_LIMIT_KC),
+                        "resolution_px": res_px, "resolution_nm": res_nm})  # fmt: skip
             res_list.append(res_nm)
             if input_name is not None and input_name in resolution:
                 before = resolution[input_name][i]
@@ -131,7 +138,9 @@ def summarise(
         "_".join(c for c in col if c) if isinstance(col, tuple) else col
         for col in summary.columns
     ]
-    summary.insert(2, "n_images", full.groupby(["level", "stage"], sort=False).size().values)
+    groups = full.groupby(["level", "stage"], sort=False)
+    summary.insert(2, "n_images", groups.size().values)
+    summary["grid_limited_fraction"] = groups["grid_limited"].mean().values
     with io.atomic_path(summary_output) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
 

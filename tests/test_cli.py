@@ -112,3 +112,38 @@ def test_import_real_raw_frames(shared_data, tmp_path):
                  "--widefield", str(wf)]) == 0  # fmt: skip
     assert io.open_stage(raw)[0].shape == (1, 9, 512, 512)
     assert io.open_stage(wf)[0].shape == (1, 512, 512)
+
+
+def test_sim_reconstruct_and_deconvolve(tmp_path):
+    store = tmp_path / "sim.zarr"
+    args = ["simulate", str(store), "--size", "64", "--n-per-structure", "1",
+            "--structures", "microtubules", "--levels", "1000", "--seed", "4"]  # fmt: skip
+    assert main(args) == 0
+    raw = tmp_path / "raw.zarr"
+    assert main(["extract", str(store), "--level", "1000", "--raw", str(raw)]) == 0
+    out = tmp_path / "sim.tif"
+    assert main(["sim-reconstruct", str(raw), str(out)]) == 0
+    image, meta = io.read_image(out)
+    assert image.shape[-2:] == (128, 128)  # a single image reads back as 2D
+    assert meta["pixel_size"] == pytest.approx(32.5)  # from the input's 65 nm, halved
+
+    for method, psf in (("rl", "airy"), ("sparse", "sr")):
+        dec = tmp_path / f"{method}.zarr"
+        args = ["deconvolve", str(out), str(dec), "--method", method, "--psf", psf,
+                "--iterations", "5"]  # fmt: skip
+        assert main(args) == 0
+        arr, attrs = io.open_stage(dec)
+        assert arr.shape == (1, 128, 128) and attrs["pixel_size"] == pytest.approx(32.5)
+        assert np.isfinite(arr.compute()).all()
+
+
+def test_deconvolve_rejects_a_negative_psf(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "img.tif", np.ones((16, 16), np.float32))
+    psf = np.zeros((5, 5), np.float32)
+    psf[2, 2] = -1
+    tifffile.imwrite(tmp_path / "psf.tif", psf)
+    code = main(["deconvolve", str(tmp_path / "img.tif"), str(tmp_path / "o.tif"),
+                 "--psf", str(tmp_path / "psf.tif"), "--pixel-size", "65"])  # fmt: skip
+    assert code == 2
+    assert "psf.tif" in capsys.readouterr().err
+    assert not (tmp_path / "o.tif").exists()

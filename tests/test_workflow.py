@@ -74,8 +74,10 @@ def test_tiny_pipeline_end_to_end(tmp_path):
 
     table = pd.read_csv(results / "metrics.tsv", sep="\t", dtype={"level": str})
     assert set(table["level"]) == {"50", "500"}
-    assert set(table["stage"]) == {"widefield", "raw_bg", "widefield_bg"}
-    assert len(table) == 2 * 3 * 2  # levels x stages x images
+    stages = {"widefield", "raw_bg", "widefield_bg", "widefield_rl", "widefield_sparse",
+              "sim_wiener", "sim_sparse"}  # fmt: skip
+    assert set(table["stage"]) == stages
+    assert len(table) == 2 * len(stages) * 2  # levels x stages x images
     assert table["psnr"].notna().all() and table["resolution_nm"].notna().all()
     gains = table.loc[table["stage"] == "widefield_bg", "resolution_gain"]
     assert gains.notna().all()
@@ -88,10 +90,13 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert (results / "metrics.png").stat().st_size > 0
     assert (results / "50" / "stages.png").stat().st_size > 0
 
-    tif = results / "500" / "final" / "widefield_bg.tif"
+    # SIM reconstructions live on the 2x grid and are judged against the 2x ground truth
+    sim = table[table["stage"] == "sim_wiener"]
+    assert set(sim["grid"]) == {"2x"} and (sim["pixel_size_nm"] == 32.5).all()
+    tif = results / "500" / "final" / "sim_wiener.tif"
     with tifffile.TiffFile(tif) as f:
-        assert f.is_imagej and f.asarray().shape == (2, 32, 32)
-    assert (results / "500" / "final" / "widefield_bg.ome.zarr" / "zarr.json").exists()
+        assert f.is_imagej and f.asarray().shape == (2, 64, 64)
+    assert (results / "500" / "final" / "widefield_rl.ome.zarr" / "zarr.json").exists()
     for rule_log in (work / "results" / "logs" / "simulated").iterdir():
         assert rule_log.suffix == ".log"
 
@@ -138,7 +143,8 @@ def test_user_widefield_image_without_ground_truth(tmp_path, rng):
     run = snakemake("--cores", "2", cwd=work)
     assert run.returncode == 0, run.stderr[-4000:]
     table = pd.read_csv(work / "results" / "cells" / "metrics.tsv", sep="\t")
-    assert list(table["stage"]) == ["widefield", "widefield_bg"]
+    assert list(table["stage"]) == ["widefield", "widefield_bg", "widefield_rl",
+                                    "widefield_sparse"]  # fmt: skip
     assert table["psnr"].isna().all()  # no ground truth, no invented reference
     assert (table["pixel_size_nm"] == 80).all()
-    assert (work / "results" / "cells" / "input" / "final" / "widefield_bg.tif").exists()
+    assert (work / "results" / "cells" / "input" / "final" / "widefield_rl.tif").exists()

@@ -48,16 +48,63 @@ def levels(ds):
 
 
 def stage_chain(ds):
-    """The stages of a dataset in DAG order, each with the stage it is computed from."""
+    """The stages of a dataset in DAG order, each with the stage its resolution gain is
+    measured against (the widefield for every reconstruction from raw frames)."""
     kind = input_kind(ds)
     if kind == "raw":
-        return [("widefield", None), ("raw_bg", "widefield"), ("widefield_bg", "widefield")]
-    return [(kind, None), (f"{kind}_bg", kind)]
+        return [
+            ("widefield", None),
+            ("raw_bg", "widefield"),
+            ("widefield_bg", "widefield"),
+            ("widefield_rl", "widefield"),
+            ("widefield_sparse", "widefield"),
+            ("sim_wiener", "widefield"),
+            ("sim_sparse", "sim_wiener"),
+        ]
+    if kind == "widefield":
+        return [
+            ("widefield", None),
+            ("widefield_bg", "widefield"),
+            ("widefield_rl", "widefield"),
+            ("widefield_sparse", "widefield"),
+        ]
+    return [("sim", None), ("sim_bg", "sim"), ("sim_sparse", "sim")]
+
+
+# deconvolution stages: name -> (method, PSF), their input by dataset kind below
+DECONVOLUTION = {
+    "widefield_rl": ("rl", "airy"),
+    "widefield_sparse": ("sparse", "airy"),
+    "sim_sparse": ("sparse", "sr"),
+}
+
+
+def deconvolution_input(ds, level, stage):
+    if stage.startswith("widefield"):
+        source = "widefield_bg"
+    else:
+        source = "sim_wiener" if input_kind(ds) == "raw" else "sim_bg"
+    return stage_path(ds, level, source)
 
 
 def final_stages(ds):
     """The images a user takes away (OME-Zarr and TIFF), later extended by the networks."""
-    return ["widefield_bg"] if input_kind(ds) in ("raw", "widefield") else ["sim_bg"]
+    return {
+        "raw": ["sim_wiener", "sim_sparse", "widefield_rl", "widefield_sparse"],
+        "widefield": ["widefield_rl", "widefield_sparse"],
+        "sim": ["sim_bg", "sim_sparse"],
+    }[input_kind(ds)]
+
+
+def optics_options(ds):
+    opt = optics(ds)
+    return shlex.join(
+        str(a)
+        for a in (
+            "--wavelength", opt["wavelength"], "--na", opt["na"],
+            "--modulation-factor", opt["modulation_factor"],
+        )
+    )  # fmt: skip
 
 
 def stage_path(ds, level, stage):
