@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from scipy import ndimage as ndi
 from skimage.restoration import rolling_ball
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import best_of, machine  # noqa: E402
 from dps_stages.background import rolling_ball_background, shrink_factor  # noqa: E402
 
 FIG3A = Path(__file__).resolve().parents[2] / "shared" / "data" / "dps-fig3a" / "Fig3a.tif"
@@ -64,15 +63,6 @@ def fluorescence_like(n: int, seed: int = 0) -> np.ndarray:
     return rng.poisson(background + structures).astype(np.float32)
 
 
-def best_of(fn, repeats: int) -> tuple[float, np.ndarray]:
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def agreement(a: np.ndarray, b: np.ndarray, image: np.ndarray) -> tuple[float, float]:
     """Correlation of the subtracted images; max |a - b| / (max - min of the image)."""
     corr = np.corrcoef((image - a).ravel(), (image - b).ravel())[0, 1]
@@ -82,18 +72,6 @@ def agreement(a: np.ndarray, b: np.ndarray, image: np.ndarray) -> tuple[float, f
 def pct(rel: float, image: np.ndarray) -> str:
     """A relative difference as a percentage of the range and in grey levels."""
     return f"{100 * rel:.2f} % ({rel * float(np.ptp(image)):.2g})"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores (nproc), {model}, {platform.system()} {platform.machine()}"
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from skimage.color import rgb2gray
 from skimage.restoration import richardson_lucy as sk_richardson_lucy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine  # noqa: E402
 from dps_stages import deconvolution  # noqa: E402
 from dps_stages.deconvolution import (  # noqa: E402
     richardson_lucy,
@@ -56,18 +57,6 @@ PSF = airy_psf(PSF_SIZE, OPTICS.wavelength, OPTICS.na, OPTICS.pixel_size)
 OFFSET = 100.0  # acquisition_chain's default camera offset (ADU)
 RL_SWEEP = (5, 10, 20, 30, 50, 100)
 AUTHORS_PACKAGE_S = 19.0  # sparse-recon (authors' Python package), 512 x 512, these machines
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores (nproc), {model}, {platform.system()} {platform.machine()}"
 
 
 def timed(fn: Callable[[], np.ndarray], repeats: int = 1) -> tuple[float, np.ndarray]:

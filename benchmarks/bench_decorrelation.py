@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+from benchmarks.common import cpu_model  # noqa: E402
 from dps_stages.metrics import decorrelation  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -40,16 +40,6 @@ REFERENCE_KC = {
 
 #: Octave timings of the authors' code on a 2-core machine (shared/data/README.md).
 AUTHORS_SECONDS = {512: 2.0, 2048: 47.0}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def n_cpus() -> int:

@@ -24,13 +24,13 @@ import datetime
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import scipy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import best_of, cpu_model  # noqa: E402
 from dps_stages import sim  # noqa: E402
 from dps_stages.metrics import compare, decorrelation  # noqa: E402
 from dps_stages.optics import Optics  # noqa: E402
@@ -48,25 +48,6 @@ REAL_PIXEL = 60.0
 REAL_KW = {"otf_decay": 0.1, "wiener_factor": 6.0}
 #: The bar set by the issue: a widely used open Wiener-SIM implementation with guessed optics.
 BAR = {"GT": "0.36", "1": "0.12-0.14", "0.3": "0.12-0.14"}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def best_of(fn, repeats: int = 3) -> tuple[float, object]:
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def match(params: sim.SIMParameters, truth, n: int) -> tuple[float, float, float]:
