@@ -49,6 +49,14 @@ def test_default_config_dry_run_and_lint():
     assert "Lints for" not in lint.stdout + lint.stderr
 
 
+def test_minimal_config_takes_every_default_from_the_schema(tmp_path):
+    work = workdir_with(tmp_path, {"datasets": {"s": {"source": "simulate"}}})
+    dry = snakemake("-n", "-p", cwd=work)
+    assert dry.returncode == 0, dry.stderr
+    assert "--size 128 --levels 20,100,1000" in dry.stdout
+    assert "--radius 50" in dry.stdout
+
+
 @pytest.mark.parametrize(
     ("change", "key"),
     [
