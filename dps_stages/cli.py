@@ -55,15 +55,17 @@ def _add_optics(p: argparse.ArgumentParser) -> None:
     g.add_argument("--modulation-factor", type=float, default=1.9, help="SIM passband factor")
 
 
-def _optics(args: argparse.Namespace):
+def _optics(args: argparse.Namespace, meta: dict[str, Any] | None = None):
+    """Optics from the options; without --pixel-size, the pixel size the file gives."""
     from dps_stages.optics import Optics
 
+    pixel_size = args.pixel_size or (meta or {}).get("pixel_size")
+    if pixel_size is None:
+        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size (nm)")
     return Optics(
-        wavelength=args.wavelength,
-        na=args.na,
-        pixel_size=args.pixel_size,
+        wavelength=args.wavelength, na=args.na, pixel_size=float(pixel_size),
         modulation_factor=args.modulation_factor,
-    )
+    )  # fmt: skip
 
 
 def _provenance(command: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
@@ -312,19 +314,6 @@ def cmd_figures(args: argparse.Namespace) -> None:
 # classical reconstruction
 
 
-def _optics_for(args: argparse.Namespace, meta: dict[str, Any]):
-    """Optics from the options; the pixel size from the file when the option is not given."""
-    from dps_stages.optics import Optics
-
-    pixel_size = args.pixel_size or meta.get("pixel_size")
-    if pixel_size is None:
-        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size (nm)")
-    return Optics(
-        wavelength=args.wavelength, na=args.na, pixel_size=float(pixel_size),
-        modulation_factor=args.modulation_factor,
-    )  # fmt: skip
-
-
 def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     """Wiener 2D-SIM reconstruction with pattern parameters estimated from the frames."""
     from dps_stages import io
@@ -334,7 +323,7 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     arr, meta = io.read_image(args.input)
     raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float32)
     io.check_finite(raw, args.input)
-    optics = _optics_for(args, meta)
+    optics = _optics(args, meta)
     wiener = args.wiener if args.wiener == "auto" else float(args.wiener)
     images, params = reconstruct_stack(
         raw, optics, wiener=wiener, wiener_factor=args.wiener_factor, otf_decay=args.otf_decay

@@ -68,6 +68,7 @@ def evaluate_level(
     truth_store : simulated Zarr group with ``truth_1x/2x/4x``, or None for real data.
     """
     truths: dict[tuple[int, int], np.ndarray] = {}
+    grids: dict[tuple[int, int], str] = {}
     structures: list[str] | None = None
     if truth_store is not None:
         group = io.open_group(truth_store)
@@ -76,7 +77,7 @@ def evaluate_level(
             if name in group:
                 arr = np.asarray(group[name][...], dtype=np.float32)
                 truths[arr.shape[-2:]] = arr
-    grids = {shape: name.split("_")[1] for shape, name in zip(truths, TRUTH_ARRAYS, strict=False)}
+                grids[arr.shape[-2:]] = name.split("_")[1]
 
     rows: list[dict] = []
     resolution: dict[str, list[float]] = {}
