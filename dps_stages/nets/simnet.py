@@ -1,0 +1,21 @@
+"""SIMNet: 9 (denoised) raw SIM frames -> the 2x super-resolved SIM image (DPS, Ye et al. 2024).
+
+A :class:`~dps_stages.nets.resunet.ResUNet` with the ``frames`` raw frames as channels, one
+output channel and ``upscale=2``: the network replaces the Wiener reconstruction (separation
+of the frequency bands, shifting and recombination), learning it end to end on the 2x grid
+of the SIM image. No global residual: the output lives on another grid than the input.
+"""
+
+from __future__ import annotations
+
+from dps_stages.nets.resunet import ResUNet
+
+__all__ = ["SIMNet"]
+
+
+class SIMNet(ResUNet):
+    """``ResUNet(frames, 1, width, depth, blocks, upscale=2)``: (N, 9, H, W) -> (N, 1, 2H, 2W)."""
+
+    def __init__(self, frames: int = 9, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
+        super().__init__(frames, 1, width=width, depth=depth, blocks=blocks, upscale=2)
+        self.arch = {"frames": frames, "width": width, "depth": depth, "blocks": blocks}
