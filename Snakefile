@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/background.smk"
 include: "workflow/rules/reconstruct.smk"
+include: "workflow/rules/networks.smk"
 include: "workflow/rules/evaluate.smk"
 
 

@@ -124,6 +124,13 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "patterns": data["patterns"],
         "optics": optics.to_dict(),
         "pixel_size": optics.pixel_size,
+        "noise": {
+            "read_noise": args.read_noise,
+            "gain": args.gain,
+            "offset": args.offset,
+            "bits": args.bits,
+            "salt_pepper": args.salt_pepper,
+        },
         **_provenance("simulate", args, t0),
     }
     io.write_group(args.output, arrays, attrs, tile=args.tile)
@@ -446,8 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="Zarr to write")
     p.add_argument("--kind", choices=("raw", "widefield", "sim"), required=True)
     p.add_argument(
-        "--pixel-size", type=float, help="pixel size of this image at the sample, nm (wins "
-        "over the file's own; for a SIM image that is half the camera pixel)"
+        "--pixel-size",
+        type=float,
+        help="pixel size of this image at the sample, nm (wins "
+        "over the file's own; for a SIM image that is half the camera pixel)",
     )
     p.add_argument("--widefield", type=Path, help="with --kind raw: also write the frame mean")
     p.add_argument("--tile", type=int, default=1024)
@@ -476,7 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics table of the stages of one signal level")
     p.add_argument("output", type=Path, help="TSV to write")
     p.add_argument(
-        "--stage", nargs=3, action="append", required=True, metavar=("NAME", "PATH", "INPUT"),
+        "--stage",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "PATH", "INPUT"),
         help="a stage, its Zarr, and the stage it was computed from ('-' for none)",
     )
     p.add_argument("--truth", type=Path, help="simulated store with ground truth")
@@ -537,6 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ome-zarr", type=Path)
     p.add_argument("--tiff", type=Path)
     p.set_defaults(func=cmd_export)
+
+    from dps_stages.cli_nets import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

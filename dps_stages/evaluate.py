@@ -131,13 +131,10 @@ def summarise(
         full.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     metrics = ["psnr", "ssim", "nrmse", "resolution_nm", "resolution_gain"]
     summary = (
-        full.groupby(["level", "stage"], sort=False)[metrics]
-        .agg(["mean", "std"])
-        .reset_index()
+        full.groupby(["level", "stage"], sort=False)[metrics].agg(["mean", "std"]).reset_index()
     )
     summary.columns = [
-        "_".join(c for c in col if c) if isinstance(col, tuple) else col
-        for col in summary.columns
+        "_".join(c for c in col if c) if isinstance(col, tuple) else col for col in summary.columns
     ]
     groups = full.groupby(["level", "stage"], sort=False)
     summary.insert(2, "n_images", groups.size().values)

@@ -49,6 +49,4 @@ def apply_tiled(
     if ny <= tile and nx <= tile:
         return arr.map_blocks(func, dtype=np.float32)
     depth = {arr.ndim - 2: min(halo, ny), arr.ndim - 1: min(halo, nx)}
-    return arr.map_overlap(
-        func, depth=depth, boundary="none", dtype=np.float32, allow_rechunk=True
-    )
+    return arr.map_overlap(func, depth=depth, boundary="none", dtype=np.float32, allow_rechunk=True)

@@ -83,7 +83,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     table = pd.read_csv(results / "metrics.tsv", sep="\t", dtype={"level": str})
     assert set(table["level"]) == {"50", "500"}
     stages = {"widefield", "raw_bg", "widefield_bg", "widefield_rl", "widefield_sparse",
-              "sim_wiener", "sim_sparse"}  # fmt: skip
+              "sim_wiener", "sim_sparse", "raw_dn", "sim_dn_wiener", "sim_dps", "sim_ar",
+              "sim_ar_bg", "sim_dbpn"}  # fmt: skip
     assert set(table["stage"]) == stages
     assert len(table) == 2 * len(stages) * 2  # levels x stages x images
     assert table["psnr"].notna().all() and table["resolution_nm"].notna().all()
@@ -105,6 +106,17 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     with tifffile.TiffFile(tif) as f:
         assert f.is_imagej and f.asarray().shape == (2, 64, 64)
     assert (results / "500" / "final" / "widefield_rl.ome.zarr" / "zarr.json").exists()
+    # the networks: trained by their rules, chained, Res-U-DBPN on the 4x grid
+    for net in ("denoise", "sim", "artifact", "resudbpn"):
+        folder = work / "results" / "models" / net
+        assert {"model.pt", "record.json", "loss.tsv", "loss.png"} <= {
+            p.name for p in folder.iterdir()
+        }
+    dbpn = table[table["stage"] == "sim_dbpn"]
+    assert set(dbpn["grid"]) == {"4x"} and (dbpn["pixel_size_nm"] == 16.25).all()
+    assert (dbpn["input"] == "sim_ar_bg").all() and dbpn["resolution_gain"].notna().all()
+    assert set(table.loc[table["stage"] == "sim_ar", "input"]) == {"sim_dn_wiener"}
+    assert (results / "500" / "final" / "sim_dbpn.tif").exists()
     for rule_log in (work / "results" / "logs" / "simulated").iterdir():
         assert rule_log.suffix == ".log"
 
@@ -152,7 +164,11 @@ def test_user_widefield_image_without_ground_truth(tmp_path, rng):
     assert run.returncode == 0, run.stderr[-4000:]
     table = pd.read_csv(work / "results" / "cells" / "metrics.tsv", sep="\t")
     assert list(table["stage"]) == ["widefield", "widefield_bg", "widefield_rl",
-                                    "widefield_sparse"]  # fmt: skip
+                                    "widefield_sparse", "widefield_dbpn"]  # fmt: skip
     assert table["psnr"].isna().all()  # no ground truth, no invented reference
-    assert (table["pixel_size_nm"] == 80).all()
+    assert (table["pixel_size_nm"][:4] == 80).all()
+    assert table["pixel_size_nm"].iloc[4] == 40  # Res-U-DBPN doubles the grid
     assert (work / "results" / "cells" / "input" / "final" / "widefield_rl.tif").exists()
+    # no simulated dataset: the networks trained on the hidden one, which is not evaluated
+    assert (work / "results" / "models" / "resudbpn_widefield" / "model.pt").exists()
+    assert not (work / "results" / "_training" / "metrics.tsv").exists()

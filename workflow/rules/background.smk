@@ -9,7 +9,7 @@ rule background:
     log:
         f"{RESULTS}/logs/{{ds}}/background_{{level}}_{{stage}}.log",
     wildcard_constraints:
-        stage="raw|widefield|sim",
+        stage="raw|widefield|sim|raw_dn|sim_ar",
     params:
         radius=config["background"]["radius"],
         tile=config["tile"],

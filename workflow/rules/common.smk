@@ -3,7 +3,17 @@ import re
 import shlex
 
 RESULTS = config["results"]
-DATASETS = config["datasets"]
+NET = config["networks"]
+NETWORK_NAMES = ("denoise", "sim", "artifact", "resudbpn")
+# the networks train on simulation only: without a simulated dataset in the config, a hidden
+# one (networks.simulate, top-level optics) provides the training splits and is not evaluated
+TRAINING_DS = "_training"
+DATASETS = dict(config["datasets"])
+if not any(s["source"] == "simulate" for s in DATASETS.values()) and any(
+    NET[n]["model"] is None for n in NETWORK_NAMES
+):
+    DATASETS[TRAINING_DS] = {"source": "simulate", "simulate": NET["simulate"]}
+EVALUATED = [ds for ds in DATASETS if ds != TRAINING_DS]
 SIMULATED = [ds for ds, spec in DATASETS.items() if spec["source"] == "simulate"]
 USER = [ds for ds in DATASETS if ds not in SIMULATED]
 USER_RAW = [ds for ds in USER if DATASETS[ds]["kind"] == "raw"]
@@ -60,6 +70,12 @@ def stage_chain(ds):
             ("widefield_sparse", "widefield"),
             ("sim_wiener", "widefield"),
             ("sim_sparse", "sim_wiener"),
+            ("raw_dn", "widefield"),
+            ("sim_dn_wiener", "widefield"),
+            ("sim_dps", "widefield"),
+            ("sim_ar", ARTIFACT_INPUT),
+            ("sim_ar_bg", "sim_ar"),
+            ("sim_dbpn", "sim_ar_bg"),
         ]
     if kind == "widefield":
         return [
@@ -67,8 +83,77 @@ def stage_chain(ds):
             ("widefield_bg", "widefield"),
             ("widefield_rl", "widefield"),
             ("widefield_sparse", "widefield"),
+            ("widefield_dbpn", "widefield_bg"),
         ]
-    return [("sim", None), ("sim_bg", "sim"), ("sim_sparse", "sim")]
+    return [("sim", None), ("sim_bg", "sim"), ("sim_sparse", "sim"), ("sim_dbpn", "sim_bg")]
+
+
+# the SIM reconstruction that artifact removal cleans, by config
+ARTIFACT_INPUT = {"wiener": "sim_dn_wiener", "dps": "sim_dps"}[NET["sim_method"]]
+# Wiener SIM stages and the background-removed frames they reconstruct
+SIM_WIENER = {"sim_wiener": "raw_bg", "sim_dn_wiener": "raw_dn_bg"}
+
+
+def net_stages(ds):
+    """Network stages of a dataset: stage -> (network, input stage, model folder)."""
+    kind = input_kind(ds)
+    if kind == "raw":
+        return {
+            "raw_dn": ("denoise", "raw", model_dir("denoise")),
+            "sim_dps": ("sim", "raw_dn", model_dir("sim")),
+            "sim_ar": ("artifact", ARTIFACT_INPUT, model_dir("artifact")),
+            "sim_dbpn": ("resudbpn", "sim_ar_bg", model_dir("resudbpn")),
+        }
+    stage = f"{kind}_dbpn"
+    return {stage: ("resudbpn", f"{kind}_bg", dbpn_model(ds))}
+
+
+def dbpn_model(ds):
+    """Res-U-DBPN for a user's widefield or SIM images: its own (self-supervised) or shared."""
+    if DATASETS[ds].get("self_supervised"):
+        return f"{RESULTS}/{ds}/model_resudbpn"
+    return model_dir("resudbpn" if input_kind(ds) == "sim" else "resudbpn_widefield")
+
+
+def model_dir(name):
+    """A network's model folder: the config's trained model, else the DAG's training output."""
+    net = "resudbpn" if name.startswith("resudbpn") else name
+    return NET[net]["model"] or f"{RESULTS}/models/{name}"
+
+
+def train_dataset():
+    ds = NET["train_dataset"] or (SIMULATED[0] if SIMULATED else None)
+    if ds is None or ds not in SIMULATED:
+        raise ValueError(
+            f"networks.train_dataset: {ds!r} is not a simulated dataset; the networks train on "
+            "a simulated split (add one, or set networks.<net>.model to trained models)"
+        )
+    return ds
+
+
+def train_options(net, ds=None):
+    """`dps train` options from the config: architecture, budget, loss weights, optics."""
+    spec, loss = NET[net], NET[net]["loss"]
+    args = [
+        "--scale", NET["scale"], "--steps", spec["steps"], "--batch", spec["batch"],
+        "--patch", spec["patch"], "--lr", spec["lr"], "--seed", config["seed"],
+        "--device", NET["device"], "--threads", NET["threads"],
+        "--w-ssim", loss["ssim"], "--w-l1", loss["l1"], "--w-fft", loss["fft"],
+        "--w-perceptual", loss["perceptual"], "--beta-hessian", loss["hessian"],
+        "--beta-l1", loss["sparsity"],
+    ]  # fmt: skip
+    for key in ("width", "depth", "blocks"):
+        if spec[key] is not None:
+            args += [f"--{key}", spec[key]]
+    return f"{shlex.join(str(a) for a in args)} {optics_options(ds or train_dataset())}"
+
+
+def sim_options():
+    return (
+        f"--wiener {config['sim']['wiener']} "
+        f"--wiener-factor {config['sim']['wiener_factor']} "
+        f"--otf-decay {config['sim']['otf_decay']}"
+    )
 
 
 # deconvolution stages: name -> (method, PSF), their input by dataset kind below
@@ -90,10 +175,11 @@ def deconvolution_input(ds, level, stage):
 def final_stages(ds):
     """The images a user takes away (OME-Zarr and TIFF), later extended by the networks."""
     return {
-        "raw": ["sim_wiener", "sim_sparse", "widefield_rl", "widefield_sparse"],
-        "widefield": ["widefield_rl", "widefield_sparse"],
-        "sim": ["sim_bg", "sim_sparse"],
-    }[input_kind(ds)]
+        "raw": ["sim_wiener", "sim_sparse", "widefield_rl", "widefield_sparse", "sim_ar",
+                "sim_dbpn"],
+        "widefield": ["widefield_rl", "widefield_sparse", "widefield_dbpn"],
+        "sim": ["sim_bg", "sim_sparse", "sim_dbpn"],
+    }[input_kind(ds)]  # fmt: skip
 
 
 def optics_options(ds):
@@ -162,7 +248,7 @@ def stage_options(w, with_input=True):
 
 def all_outputs():
     out = []
-    for ds in DATASETS:
+    for ds in EVALUATED:
         out += [
             f"{RESULTS}/{ds}/metrics.tsv",
             f"{RESULTS}/{ds}/metrics_summary.tsv",
@@ -176,3 +262,38 @@ def all_outputs():
                     f"{RESULTS}/{ds}/{level}/final/{stage}.tif",
                 ]
     return out
+
+
+# network training and inference inputs
+
+
+def train_data(w):
+    ds = train_dataset()
+    return {
+        "data": f"{RESULTS}/{ds}/simulate/train.zarr",
+        "val": f"{RESULTS}/{ds}/simulate/val.zarr",
+    }
+
+
+def artifact_inputs(w):
+    inputs = train_data(w) | {"denoise": model_dir("denoise")}
+    if NET["sim_method"] == "dps":
+        inputs["sim"] = model_dir("sim")
+    if NET["vgg16_weights"]:
+        inputs["vgg"] = NET["vgg16_weights"]
+    return inputs
+
+
+def artifact_options(w, input):
+    opts = f"--sim-method {NET['sim_method']} {sim_options()} "
+    opts += f"--background-radius {config['background']['radius']} "
+    if "sim" in input.keys():
+        opts += f"--sim-model {input.sim} "
+    if "vgg" in input.keys():
+        opts += f"--vgg16-weights {input.vgg} "
+    return opts + train_options("artifact")
+
+
+def infer_inputs(w):
+    net, source, model = net_stages(w.ds)[w.net_stage]
+    return {"image": stage_path(w.ds, w.level, source), "model": model}

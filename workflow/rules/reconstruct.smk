@@ -4,23 +4,21 @@
 
 rule sim_reconstruct:
     input:
-        f"{RESULTS}/{{ds}}/{{level}}/raw_bg.zarr",
+        lambda w: stage_path(w.ds, w.level, SIM_WIENER[w.wiener_stage]),
     output:
-        directory(f"{RESULTS}/{{ds}}/{{level}}/sim_wiener.zarr"),
+        directory(f"{RESULTS}/{{ds}}/{{level}}/{{wiener_stage}}.zarr"),
     log:
-        f"{RESULTS}/logs/{{ds}}/sim_reconstruct_{{level}}.log",
+        f"{RESULTS}/logs/{{ds}}/sim_reconstruct_{{level}}_{{wiener_stage}}.log",
+    wildcard_constraints:
+        wiener_stage="|".join(SIM_WIENER),
     params:
         optics=lambda w: optics_options(w.ds),
-        sim=(
-            f"--wiener {config['sim']['wiener']} "
-            f"--wiener-factor {config['sim']['wiener_factor']} "
-            f"--otf-decay {config['sim']['otf_decay']}"
-        ),
+        sim=sim_options(),
     conda:
         "../../envs/dps.yaml"
     shell:
         "dps sim-reconstruct {input} {output} {params.sim} {params.optics} "
-        "> {log} 2>&1"
+        "--stage {wildcards.wiener_stage} > {log} 2>&1"
 
 
 rule deconvolve:

@@ -1,0 +1,111 @@
+"""The DPS chain: raw frames -> denoise -> SIM reconstruction -> artifact removal ->
+background removal -> Res-U-DBPN, one function per step on whole stacks.
+
+The workflow runs each step as its own stage (``dps infer``, ``dps sim-reconstruct``,
+``dps background``); :func:`restore` runs them in a row for a single file (``dps restore``).
+Both call the same functions, so a file restored outside the DAG matches the DAG's output.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from dps_stages.io import DpsInputError
+
+log = logging.getLogger("dps.chain")
+
+#: network name -> model folder name in a models directory; Res-U-DBPN has one per PSF
+MODEL_DIRS = {
+    "denoise": "denoise",
+    "sim": "sim",
+    "artifact": "artifact",
+    "resudbpn": "resudbpn",
+    "resudbpn_widefield": "resudbpn_widefield",
+}
+
+
+def run_network(
+    model, stack: np.ndarray | da.Array, *, tile: int | None = 256, denormalise: bool = False
+) -> da.Array:
+    """A network on every image of a stack, lazily; see :func:`inference.restore_stack`."""
+    from dps_stages.inference import restore_stack
+
+    outs = list(restore_stack(model, stack, tile=tile, denormalise=denormalise))
+    return da.stack([da.asarray(o) for o in outs])
+
+
+def check_pixel_size(record: dict[str, Any], pixel_size: float | None, what: str) -> None:
+    """Warn when an image's pixel differs from the one a PSF-bound model was trained at."""
+    trained = (record.get("psf") or {}).get("input_pixel_size")
+    if trained and pixel_size and abs(pixel_size / trained - 1) > 0.1:
+        log.warning(
+            "%s: pixel %.1f nm, but the Res-U-DBPN model was trained at %.1f nm: its srPSF "
+            "does not fit this image; train it on these images (dps train resudbpn --data)",
+            what,
+            pixel_size,
+            trained,
+        )
+
+
+def restore(
+    image: np.ndarray | da.Array,
+    *,
+    kind: str,
+    models: str | Path,
+    optics,
+    sim_method: str = "wiener",
+    background_radius: float = 50.0,
+    sim_kw: dict[str, Any] | None = None,
+    tile: int | None = 256,
+    device: str = "auto",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The whole chain on one input. ``kind``: ``raw`` (n, 9, y, x), ``sim`` or ``widefield``
+    (n, y, x). Returns the Res-U-DBPN output (n, 2y', 2x') and a record of every step."""
+    from dps_stages.background import subtract_background_tiled
+    from dps_stages.inference import describe, load_model, select_device
+
+    dev = select_device(device)
+    models = Path(models)
+
+    def model(name: str, expect: str):
+        path = models / MODEL_DIRS[name]
+        return load_model(path, expect=expect, device=dev)
+
+    steps: list[dict[str, Any]] = []
+    pixel = optics.pixel_size
+    x: Any = image
+    if kind == "raw":
+        net, rec = model("denoise", "denoise")
+        x = np.asarray(run_network(net, x, tile=tile, denormalise=True))
+        steps.append({"step": "denoise"} | describe(net, rec))
+        if sim_method == "wiener":
+            from dps_stages.sim import reconstruct_stack
+
+            bg = np.asarray(subtract_background_tiled(x, background_radius))
+            x, params = reconstruct_stack(bg, optics, **dict(sim_kw or {}))
+            steps.append({"step": "sim_wiener", "parameters": [p.to_dict() for p in params]})
+        elif sim_method == "dps":
+            net, rec = model("sim", "sim")
+            x = np.asarray(run_network(net, x, tile=tile))
+            steps.append({"step": "sim_dps"} | describe(net, rec))
+        else:
+            raise DpsInputError(f"unknown SIM method {sim_method!r}; expected wiener or dps")
+        pixel = pixel / 2
+        net, rec = model("artifact", "artifact")
+        x = np.asarray(run_network(net, x, tile=tile))
+        steps.append({"step": "artifact"} | describe(net, rec))
+    elif kind not in ("sim", "widefield"):
+        raise DpsInputError(f"unknown input kind {kind!r}; expected raw, sim or widefield")
+    x = np.asarray(subtract_background_tiled(np.asarray(x, np.float32), background_radius))
+    steps.append({"step": "background", "radius": background_radius})
+    name = "resudbpn_widefield" if kind == "widefield" else "resudbpn"
+    net, rec = model(name, "resudbpn")
+    check_pixel_size(rec, pixel, name)
+    x = np.asarray(run_network(net, x, tile=tile))
+    steps.append({"step": name} | describe(net, rec))
+    return x, {"chain": steps, "pixel_size": pixel / 2}

@@ -1,0 +1,382 @@
+"""The network commands of ``dps``: ``train``, ``infer`` (one network as a DAG stage) and
+``restore`` (the whole chain on one file). Registered by :func:`dps_stages.cli.build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dps_stages.io import DpsInputError
+
+log = logging.getLogger("dps")
+
+NETS = ("denoise", "sim", "artifact", "resudbpn")
+
+
+def _threads(args: argparse.Namespace) -> None:
+    import torch
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def _arch(args: argparse.Namespace) -> dict[str, Any]:
+    from dps_stages import nets
+
+    arch = nets.paper_arch(args.net) if args.scale == "paper" else nets.default_arch(args.net)
+    for key in ("width", "depth", "blocks"):
+        value = getattr(args, key)
+        if value is not None:
+            arch[key] = value
+    return arch
+
+
+def _sim_kw(args: argparse.Namespace) -> dict[str, Any]:
+    wiener = args.wiener if args.wiener == "auto" else float(args.wiener)
+    return {"wiener": wiener, "wiener_factor": args.wiener_factor, "otf_decay": args.otf_decay}
+
+
+def _dbpn_psf(args: argparse.Namespace, pixel_size: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """The PSF of Res-U-DBPN's data term on the OUTPUT grid (half the input's pixel)."""
+    from dps_stages.cli import _psf_for
+
+    out_pixel = pixel_size / 2
+    # a PSF large enough for the loss's reach, small enough to stay cheap in every step
+    psf = _psf_for(args, out_pixel, (10**6, 10**6))
+    if psf.shape[-1] > 31:
+        c, h = psf.shape[-1] // 2, 15
+        psf = psf[c - h : c + h + 1, c - h : c + h + 1]
+        psf = psf / psf.sum()
+    info = {
+        "psf": str(args.psf),
+        "input_pixel_size": pixel_size,
+        "output_pixel_size": out_pixel,
+        "wavelength": args.wavelength,
+        "na": args.na,
+        "modulation_factor": args.modulation_factor,
+        "size": int(psf.shape[-1]),
+    }
+    return psf.astype(np.float32), info
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dps_stages import losses, training
+    from dps_stages.optics import Optics
+
+    _threads(args)
+    arch = _arch(args)
+    settings = training.TrainSettings(
+        steps=args.steps,
+        batch=args.batch,
+        patch=args.patch,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every,
+        device=args.device,
+    )
+    record: dict[str, Any] = {}
+    simulated = _is_simulated(args.data)
+    pixel = args.pixel_size
+    if simulated:
+        from dps_stages.io import read_attrs
+
+        pixel = pixel or read_attrs(args.data)["optics"]["pixel_size"]
+    optics = Optics(
+        wavelength=args.wavelength,
+        na=args.na,
+        pixel_size=float(pixel or 1.0),
+        modulation_factor=args.modulation_factor,
+    )
+    val = args.val
+    if args.net in ("denoise", "sim", "artifact") and not simulated:
+        raise DpsInputError(
+            f"{args.data}: the {args.net} network trains on a simulated split with ground "
+            "truth (dps simulate); only resudbpn trains on a user's own images"
+        )
+    if args.net == "denoise":
+        pairs = training.denoise_pairs(args.data)
+        vpairs = training.denoise_pairs(val) if val else None
+        loss = losses.DenoiseLoss(a=args.w_ssim, b=args.w_l1, e=args.w_fft)
+    elif args.net == "sim":
+        pairs = training.sim_pairs(args.data, args.denoise_model)
+        vpairs = training.sim_pairs(val, args.denoise_model) if val else None
+        loss = losses.SIMLoss(ssim=args.w_ssim, l1=args.w_l1)
+    elif args.net == "artifact":
+        kw = dict(
+            optics=optics,
+            method=args.sim_method,
+            denoise_model=args.denoise_model,
+            sim_model=args.sim_model,
+            background_radius=args.background_radius,
+            sim_kw=_sim_kw(args),
+        )
+        pairs = training.artifact_pairs(args.data, **kw)
+        vpairs = training.artifact_pairs(val, **kw) if val else None
+        perceptual = losses.PerceptualLoss(args.vgg16_weights, seed=args.seed)
+        loss = losses.ArtifactLoss(perceptual, w_perceptual=args.w_perceptual, w_ssim=args.w_ssim)
+    else:
+        if simulated:
+            # SIM-like images on the 2x grid (srPSF) or widefield-like on the camera grid
+            image_pixel = optics.pixel_size / 2 if args.psf == "sr" else optics.pixel_size
+        else:
+            from dps_stages.io import read_image
+
+            image_pixel = args.pixel_size or read_image(args.data)[1].get("pixel_size")
+            if not image_pixel:
+                raise DpsInputError(
+                    f"{args.data}: the file gives no pixel size; pass "
+                    "--pixel-size (the SIM image's pixel, nm)"
+                )
+        psf, psf_info = _dbpn_psf(args, float(image_pixel))
+        record["psf"] = psf_info
+        if simulated:
+            grid = "2x" if args.psf == "sr" else "1x"
+            pairs = training.dbpn_pairs_simulated(
+                args.data, _input_psf(args, optics, grid), args.seed, grid=grid
+            )
+            vpairs = (
+                training.dbpn_pairs_simulated(
+                    val, _input_psf(args, optics, grid), args.seed, grid=grid
+                )
+                if val
+                else None
+            )
+        else:
+            pairs = training.dbpn_pairs_images(args.data)
+            vpairs = training.dbpn_pairs_images(val) if val else None
+        loss = losses.DBPNLoss(psf, beta_hessian=args.beta_hessian, beta_l1=args.beta_l1)
+    log.info(
+        "%s: %d training examples%s",
+        args.net,
+        len(pairs),
+        f", {len(vpairs)} validation" if vpairs else "",
+    )
+    record["command"] = "dps train " + args.net
+    info = training.train(
+        args.net,
+        arch,
+        pairs,
+        vpairs,
+        loss,
+        args.output,
+        settings,
+        checkpoint=args.checkpoint,
+        record=record,
+    )
+    log.info(
+        "trained %s: %s",
+        args.net,
+        json.dumps(
+            {k: info[k] for k in ("parameters", "seconds", "final_loss", "device", "loss_features")}
+        ),
+    )
+
+
+def _input_psf(args: argparse.Namespace, optics, grid: str) -> np.ndarray:
+    """The PSF that makes simulated training images from the truth of ``grid``."""
+    from dps_stages.optics import airy_psf, psf_size_for, sr_psf
+
+    pixel = optics.pixel_size / 2 if grid == "2x" else optics.pixel_size
+    if args.psf == "sr":
+        size = psf_size_for(args.wavelength, args.na * args.modulation_factor, pixel) | 1
+        return sr_psf(size, args.wavelength, args.na, pixel, args.modulation_factor)
+    if args.psf == "airy":
+        return airy_psf(
+            psf_size_for(args.wavelength, args.na, pixel) | 1, args.wavelength, args.na, pixel
+        )
+    from dps_stages.cli import _read_2d
+
+    psf = _read_2d(args.psf)[0].astype(np.float64)
+    return (psf / psf.sum()).astype(np.float32)
+
+
+def _is_simulated(path: Path) -> bool:
+    from dps_stages.io import is_zarr, open_group
+
+    if not is_zarr(Path(path)):
+        return False
+    try:
+        group = open_group(path)
+    except DpsInputError:
+        return False
+    return "truth_2x" in group and "raw" in group
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    """One trained network on a stage's images, tile by tile."""
+    from dps_stages import io
+    from dps_stages.chain import check_pixel_size, run_network
+    from dps_stages.cli import _progress, _provenance, _write_any
+    from dps_stages.inference import describe, load_model, select_device
+
+    _threads(args)
+    t0 = time.perf_counter()
+    model, record = load_model(args.model, expect=args.net, device=select_device(args.device))
+    arr, meta = io.read_image(args.input)
+    if model.in_channels > 1:
+        arr = io.as_raw_sim(arr, args.input)
+    else:
+        arr = io.as_image_stack(arr, args.input)
+    pixel = args.pixel_size or meta.get("pixel_size")
+    if args.net == "resudbpn":
+        check_pixel_size(record, pixel, str(args.input))
+    out = run_network(model, arr, tile=args.tile, denormalise=args.net == "denoise")
+    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
+    attrs.update(
+        {
+            "source": str(args.input),
+            "stage": args.stage or args.net,
+            "pixel_size": pixel / model.scale if pixel else None,
+            "network": describe(model, record),
+        }
+    )
+    with _progress():
+        _write_any(args.output, out, attrs | _provenance("infer", args, t0), tile=args.tile)
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    """The DPS chain on one file, outside the workflow."""
+    from dps_stages import io
+    from dps_stages.chain import restore
+    from dps_stages.cli import _provenance, _write_any
+    from dps_stages.optics import Optics
+
+    _threads(args)
+    t0 = time.perf_counter()
+    arr, meta = io.read_image(args.input)
+    if args.kind == "raw":
+        arr = io.as_raw_sim(arr, args.input)
+    else:
+        arr = io.as_image_stack(arr, args.input)
+    image = np.asarray(arr, dtype=np.float32)
+    io.check_finite(image, args.input)
+    pixel = args.pixel_size or meta.get("pixel_size")
+    if not pixel:
+        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size")
+    optics = Optics(
+        wavelength=args.wavelength,
+        na=args.na,
+        pixel_size=float(pixel),
+        modulation_factor=args.modulation_factor,
+    )
+    out, info = restore(
+        image,
+        kind=args.kind,
+        models=args.models,
+        optics=optics,
+        sim_method=args.sim_method,
+        background_radius=args.background_radius,
+        sim_kw=_sim_kw(args),
+        tile=args.tile,
+        device=args.device,
+    )
+    attrs = {"source": str(args.input), "stage": "restore", **info}
+    _write_any(
+        args.output, out[0] if out.shape[0] == 1 else out, attrs | _provenance("restore", args, t0)
+    )
+
+
+def _add_sim_options(p: argparse.ArgumentParser) -> None:
+    from dps_stages.cli import _wiener
+
+    g = p.add_argument_group("Wiener SIM (when the chain uses it)")
+    g.add_argument("--sim-method", choices=("wiener", "dps"), default="wiener")
+    g.add_argument("--wiener", type=_wiener, default="auto")
+    g.add_argument("--wiener-factor", type=float, default=3.0)
+    g.add_argument("--otf-decay", type=float, default=1.0)
+    g.add_argument(
+        "--background-radius",
+        type=float,
+        default=50.0,
+        help="rolling-ball radius (pixels) before SIM and before Res-U-DBPN",
+    )
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:1")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+
+
+def add_parsers(sub) -> None:
+    from dps_stages.cli import _add_optics
+
+    p = sub.add_parser("train", help="train one network of the DPS chain")
+    p.add_argument("net", choices=NETS)
+    p.add_argument("output", type=Path, help="model folder to write")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="simulated training split (Zarr), or for resudbpn also your SIM images",
+    )
+    p.add_argument("--val", type=Path, help="validation split / images")
+    p.add_argument("--denoise-model", type=Path, help="sim, artifact: the trained denoiser")
+    p.add_argument("--sim-model", type=Path, help="artifact with --sim-method dps")
+    p.add_argument(
+        "--vgg16-weights",
+        type=Path,
+        help="artifact: ImageNet VGG16 state dict; default: fixed random features",
+    )
+    p.add_argument(
+        "--psf", default="sr", help="resudbpn: 'sr' (SIM images), 'airy' (widefield) or a PSF TIFF"
+    )
+    g = p.add_argument_group("architecture")
+    g.add_argument("--scale", choices=("small", "paper"), default="small")
+    g.add_argument("--width", type=int)
+    g.add_argument("--depth", type=int)
+    g.add_argument("--blocks", type=int)
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=300)
+    g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--patch", type=int, default=64, help="input patch edge, pixels")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--checkpoint", type=Path, help="checkpoint file: resumed when present")
+    g.add_argument("--checkpoint-every", type=int, default=50)
+    g.add_argument("--validate-every", type=int, default=25)
+    g = p.add_argument_group("loss weights")
+    g.add_argument("--w-ssim", type=float, default=1.0)
+    g.add_argument("--w-l1", type=float, default=1.0)
+    g.add_argument("--w-fft", type=float, default=0.1)
+    g.add_argument("--w-perceptual", type=float, default=1.0)
+    g.add_argument("--beta-hessian", type=float, default=1e-2)
+    g.add_argument("--beta-l1", type=float, default=1e-2)
+    _add_sim_options(p)
+    _add_device(p)
+    _add_optics(p)
+    p.set_defaults(func=cmd_train, pixel_size=None)
+
+    p = sub.add_parser("infer", help="one trained network on a stage's images (tiled)")
+    p.add_argument("net", choices=NETS)
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
+    p.add_argument("--model", type=Path, required=True, help="model folder (dps train)")
+    p.add_argument("--tile", type=int, default=256, help="tile edge in input pixels")
+    p.add_argument("--pixel-size", type=float, help="nm; default: from the file")
+    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_device(p)
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("restore", help="the DPS chain on one file (raw, SIM or widefield)")
+    p.add_argument("input", type=Path, help="TIFF, folder of per-frame TIFFs or Zarr")
+    p.add_argument("output", type=Path, help="TIFF or Zarr")
+    p.add_argument("--from", dest="kind", choices=("raw", "sim", "widefield"), default="raw")
+    p.add_argument(
+        "--models",
+        type=Path,
+        default=Path("results/models"),
+        help="folder with denoise/, sim/, artifact/, resudbpn/ (dps train)",
+    )
+    p.add_argument("--tile", type=int, default=256)
+    _add_sim_options(p)
+    _add_device(p)
+    _add_optics(p)
+    p.set_defaults(func=cmd_restore, pixel_size=None)

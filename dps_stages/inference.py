@@ -1,0 +1,246 @@
+"""Running a trained network on images of any size: normalisation, tiles with a halo, devices.
+
+Every network in :mod:`dps_stages.nets` is a stack of local operations (no normalisation
+layers, no global pooling), so its output at a pixel depends only on the input within its
+receptive field. An image is therefore cut into tiles, each tile is run with a halo of
+``model.receptive_halo()`` input pixels on each side, and the halo is cut from the output:
+the result equals whole-image inference to float precision. Tile origins and halos are
+multiples of ``model.multiple`` (2**depth) so that every tile sees the same down-sampling
+grid as the whole image; blocks that end at the image border are zero-padded to a multiple
+there, exactly as the whole image is.
+
+Intensities are normalised per image before the network sees them,
+``x_n = (x - p_lo) / (p_hi - p_lo)`` with the 0.1 and 99.9 percentiles of the whole image
+(of the 9-frame stack for raw frames; for images over 4 Mpixel a regular sub-sample of about
+4 M pixels), the normalisation the networks were trained with (:mod:`dps_stages.training`).
+A denoising network's output is mapped back to the input's units; the others return
+normalised intensities (their targets are ground truth scaled to a 99.9 percentile of 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import torch
+
+from dps_stages.io import DpsInputError
+
+#: intensity percentiles of the input normalisation
+NORM_PERCENTILES = (0.1, 99.9)
+#: above this many pixels per image the percentiles come from a regular sub-sample
+_PERCENTILE_SAMPLES = 4_000_000
+MODEL_FILE = "model.pt"
+RECORD_FILE = "record.json"
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """``auto``: the first CUDA GPU when one is visible, else the CPU; or a torch device name."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DpsInputError(f"device {device!r} asked for, but no CUDA GPU is visible")
+    return dev
+
+
+def percentile_range(image: np.ndarray | da.Array) -> tuple[float, float]:
+    """The normalisation's (p_lo, p_hi) over all pixels of ``image`` (any shape)."""
+    step = 1
+    n = int(np.prod(image.shape))
+    if n > _PERCENTILE_SAMPLES:
+        step = int(np.ceil(np.sqrt(n / _PERCENTILE_SAMPLES)))
+    sample = image[..., ::step, ::step]
+    values = np.asarray(sample, dtype=np.float64).ravel()
+    lo, hi = np.percentile(values, NORM_PERCENTILES)
+    if not hi > lo:  # a flat image: unit range, so that it maps to a constant
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def normalise(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return ((np.asarray(x, dtype=np.float32) - lo) / (hi - lo)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# models on disk
+
+
+def save_model(path: str | Path, net: str, model: torch.nn.Module, record: dict[str, Any]) -> Path:
+    """The model file: network name, architecture, weights and the training record."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"net": net, "arch": dict(model.arch), "state_dict": state, "record": record}, path)
+    return path
+
+
+def model_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_model(
+    path: str | Path, *, expect: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A trained network from a model folder (or its ``model.pt``), in eval mode.
+
+    Returns the model and its record (training configuration, data, loss source, digest).
+    """
+    from dps_stages import nets
+
+    path = Path(path)
+    file = path / MODEL_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise DpsInputError(f"{path}: no trained model here (expected {MODEL_FILE})")
+    try:
+        blob = torch.load(file, map_location="cpu", weights_only=True)
+        name, arch = blob["net"], blob["arch"]
+    except Exception as exc:  # a truncated or foreign file
+        raise DpsInputError(f"{file}: not a dps model file ({exc})") from exc
+    if expect is not None and name != expect:
+        raise DpsInputError(f"{file}: holds a {name!r} network; expected {expect!r}")
+    model = nets.build(name, arch)
+    model.load_state_dict(blob["state_dict"])
+    model.eval().to(device)
+    record = dict(blob.get("record", {}))
+    record["model_sha256"] = model_digest(file)
+    record["model_file"] = str(file)
+    return model, record
+
+
+# --------------------------------------------------------------------------------------------
+# whole-image and tiled inference
+
+
+def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
+    """Zero-pad the last two axes at their end to a multiple (the image border's padding)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)])
+    return x
+
+
+@torch.no_grad()
+def run_block(model: torch.nn.Module, block: np.ndarray) -> np.ndarray:
+    """The network on one (C, y, x) block, padded to its multiple, cropped back to scale."""
+    h, w = block.shape[-2:]
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(_pad_to(block, model.multiple)))[None]
+    y = model(x.to(device=device, dtype=torch.float32))[0].float().cpu().numpy()
+    return y[..., : h * model.scale, : w * model.scale]
+
+
+def _tiles(n: int, tile: int, halo: int) -> tuple[int, ...]:
+    """Chunk sizes along an axis of length n: tiles of ``tile``, a short last one merged
+    into its neighbour when it is smaller than the halo."""
+    sizes = [tile] * (n // tile) + ([n % tile] if n % tile else [])
+    if len(sizes) > 1 and sizes[-1] < halo:
+        last = sizes.pop()
+        sizes[-1] += last
+    return tuple(sizes)
+
+
+def predict(
+    model: torch.nn.Module,
+    image: np.ndarray | da.Array,
+    *,
+    tile: int | None = 256,
+    halo: int | None = None,
+) -> da.Array:
+    """The network on one normalised image (C, y, x), tile by tile with a halo.
+
+    ``tile=None`` runs the whole image at once. The result is a lazy Dask array of shape
+    ``(C_out, y * scale, x * scale)``, computed one tile at a time.
+    """
+    arr = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
+    arr = arr.astype(np.float32)
+    c, ny, nx = arr.shape
+    s, m = model.scale, model.multiple
+    c_out = model.out_channels
+    if tile is None or (ny <= tile and nx <= tile):
+        block = arr.rechunk((c, ny, nx))
+        return block.map_blocks(
+            lambda b: run_block(model, b),
+            chunks=((c_out,), (ny * s,), (nx * s,)),
+            dtype=np.float32,
+        )
+    halo = model.receptive_halo() if halo is None else -(-halo // m) * m
+    # tiles start on multiples of m and are never smaller than the halo (dask's overlap
+    # takes the halo from the neighbouring tile only)
+    tile = max(m, tile // m * m, halo)
+    arr = arr.rechunk((c, _tiles(ny, tile, halo), _tiles(nx, tile, halo)))
+    hy, hx = min(halo, ny), min(halo, nx)
+    # dask's overlap adds up to `halo` pixels from each neighbouring chunk and none at the
+    # image border (boundary 'none'); each block then knows its place and cuts its halo off
+    ext = da.overlap.overlap(arr, depth={0: 0, 1: hy, 2: hx}, boundary="none")
+    nby, nbx = len(arr.chunks[1]), len(arr.chunks[2])
+
+    def fn(block: np.ndarray, block_info=None) -> np.ndarray:
+        iy, ix = block_info[0]["chunk-location"][1:]
+        out = run_block(model, block)
+        y0 = hy * s if iy > 0 else 0
+        x0 = hx * s if ix > 0 else 0
+        y1 = out.shape[1] - (hy * s if iy < nby - 1 else 0)
+        x1 = out.shape[2] - (hx * s if ix < nbx - 1 else 0)
+        return out[:, y0:y1, x0:x1]
+
+    chunks = ((c_out,), tuple(v * s for v in arr.chunks[1]), tuple(v * s for v in arr.chunks[2]))
+    return ext.map_blocks(fn, chunks=chunks, dtype=np.float32)
+
+
+def restore_stack(
+    model: torch.nn.Module,
+    stack: np.ndarray | da.Array,
+    *,
+    tile: int | None = 256,
+    denormalise: bool = False,
+    progress: bool = True,
+) -> Iterator[np.ndarray | da.Array]:
+    """The network on every image of a stack, each normalised on its own.
+
+    ``stack`` is (n, C, y, x) for multi-channel networks (9 raw frames) or (n, y, x). Yields
+    per image a lazy output (C_out, y s, x s), squeezed to (y s, x s) for one channel;
+    ``denormalise`` maps it back to the input's units (a denoising network's output).
+    """
+    from tqdm.auto import tqdm
+
+    multi = model.in_channels > 1
+    expected = 4 if multi else 3
+    if stack.ndim != expected:
+        raise DpsInputError(
+            f"the {model.__class__.__name__} needs a stack of shape "
+            f"{'(n, 9, y, x)' if multi else '(n, y, x)'}; got {tuple(stack.shape)}"
+        )
+    for i in tqdm(range(stack.shape[0]), desc=model.__class__.__name__, disable=not progress):
+        image = stack[i] if multi else stack[i][None]
+        if image.shape[0] != model.in_channels:
+            raise DpsInputError(
+                f"image {i} has {image.shape[0]} channels; the network takes {model.in_channels}"
+            )
+        lo, hi = percentile_range(image)
+        normed = (da.asarray(image).astype(np.float32) - lo) / (hi - lo)
+        out = predict(model, normed, tile=tile)
+        if denormalise:
+            out = out * (hi - lo) + lo
+        yield out if out.shape[0] > 1 else out[0]
+
+
+def describe(model: torch.nn.Module, record: dict[str, Any]) -> dict[str, Any]:
+    """What a stage output records about the network that made it."""
+    return {
+        "net": record.get("net"),
+        "arch": dict(model.arch),
+        "model_sha256": record.get("model_sha256"),
+        "model_file": record.get("model_file"),
+        "loss_features": record.get("loss_features"),
+        "trained_on": json.loads(json.dumps(record.get("data", {}), default=str)),
+    }

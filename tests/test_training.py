@@ -1,0 +1,355 @@
+"""Training loop, checkpoints and resume, tiled inference, and the network commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from dps_stages import inference, nets, training
+from dps_stages.cli import main
+
+TINY = {"width": 4, "depth": 2, "blocks": 1}
+
+
+def _model(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return nets.build(name, nets.default_arch(name) | TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    """A tiny simulated split: 2 structures x 1 image, 32 px, two signal levels."""
+    out = tmp_path_factory.mktemp("sim") / "train.zarr"
+    args = [
+        "simulate",
+        str(out),
+        "--split",
+        "train",
+        "--seed",
+        "3",
+        "--size",
+        "32",
+        "--structures",
+        "microtubules,ccps",
+        "--n-per-structure",
+        "1",
+        "--levels",
+        "50,500",
+        "--tile",
+        "64",
+    ]
+    assert main(args) == 0
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# tiled inference
+
+
+@pytest.mark.parametrize("name", ["denoise", "sim", "artifact", "resudbpn"])
+def test_tiled_inference_equals_whole_image(name):
+    model = _model(name)
+    rng = np.random.default_rng(1)
+    h, w = 2 * model.receptive_halo() + 30, 3 * model.receptive_halo() + 14
+    image = rng.random((model.in_channels, h, w)).astype(np.float32)
+    whole = np.asarray(inference.predict(model, image, tile=None))
+    tiled = inference.predict(model, image, tile=16)
+    assert len(tiled.chunks[1]) >= 2 and len(tiled.chunks[2]) >= 3  # really tiled
+    tiled = np.asarray(tiled)
+    assert whole.shape == (model.out_channels, h * model.scale, w * model.scale)
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
+
+
+def test_tiles_without_halo_differ():
+    """The equality above is the halo's doing: with no halo, tile seams appear."""
+    model = _model("artifact")
+    image = np.random.default_rng(2).random((1, 64, 64)).astype(np.float32)
+    whole = np.asarray(inference.predict(model, image, tile=None))
+    seams = np.asarray(inference.predict(model, image, tile=16, halo=0))
+    assert np.abs(seams - whole).max() > 1e-3 * np.abs(whole).max()
+
+
+def test_restore_stack_normalises_and_maps_back():
+    model = _model("denoise")
+    stack = np.random.default_rng(3).random((2, 9, 32, 32)).astype(np.float32) * 500 + 100
+    out = [
+        np.asarray(o)
+        for o in inference.restore_stack(model, stack, tile=None, denormalise=True, progress=False)
+    ]
+    lo, hi = inference.percentile_range(stack[0])
+    expect = np.asarray(inference.predict(model, (stack[0] - lo) / (hi - lo), tile=None))
+    np.testing.assert_allclose(out[0], expect * (hi - lo) + lo, rtol=1e-5)
+    assert out[0].shape == (9, 32, 32)
+
+
+def test_percentile_range_of_flat_image_is_finite():
+    lo, hi = inference.percentile_range(np.full((8, 8), 5.0))
+    assert lo == 5.0 and hi == 6.0
+
+
+# --------------------------------------------------------------------------------------------
+# training data and loop
+
+
+def test_denoise_pairs_target_is_expected_frames(split):
+    pairs = training.denoise_pairs(split)
+    assert len(pairs) == 4  # 2 images x 2 levels
+    x, y = pairs.inputs[1], pairs.targets[1]
+    assert x.shape == y.shape == (9, 32, 32)
+    # the target is the noisy input's expectation: their difference is zero-mean noise
+    assert abs(float((x - y).mean())) < 0.02
+    assert float(np.corrcoef(x.ravel(), y.ravel())[0, 1]) > 0.8
+
+
+def test_sampler_is_seeded_and_aligned(split):
+    pairs = training.sim_pairs(split)
+    a = training.PatchSampler(pairs, 16, 4, np.random.default_rng(0)).batch(3)
+    b = training.PatchSampler(pairs, 16, 4, np.random.default_rng(0)).batch(3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert a[0].shape == (3, 9, 16, 16) and a[1].shape == (3, 1, 32, 32)
+
+
+def _settings(**kw) -> training.TrainSettings:
+    base = dict(
+        steps=6,
+        batch=2,
+        patch=16,
+        lr=1e-3,
+        seed=5,
+        checkpoint_every=3,
+        validate_every=2,
+        device="cpu",
+    )
+    return training.TrainSettings(**(base | kw))
+
+
+def test_interrupted_training_resumes_to_the_same_model(split, tmp_path, monkeypatch):
+    from dps_stages.losses import DenoiseLoss
+
+    pairs = training.denoise_pairs(split)
+    arch = nets.default_arch("denoise") | TINY
+    full = training.train(
+        "denoise", arch, pairs, pairs, DenoiseLoss(), tmp_path / "a", _settings(), progress=False
+    )
+    assert full["steps_resumed_from"] == 0
+
+    # interrupt after step 4: the checkpoint of step 3 survives
+    ckpt = tmp_path / "ckpt.pt"
+    calls = {"n": 0}
+    original = training.PatchSampler.batch
+
+    def failing(self, size):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, size)
+
+    monkeypatch.setattr(training.PatchSampler, "batch", failing)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            "denoise",
+            arch,
+            pairs,
+            pairs,
+            DenoiseLoss(),
+            tmp_path / "b",
+            _settings(),
+            checkpoint=ckpt,
+            progress=False,
+        )
+    assert ckpt.is_file() and not (tmp_path / "b").exists()
+    monkeypatch.setattr(training.PatchSampler, "batch", original)
+    resumed = training.train(
+        "denoise",
+        arch,
+        pairs,
+        pairs,
+        DenoiseLoss(),
+        tmp_path / "b",
+        _settings(),
+        checkpoint=ckpt,
+        progress=False,
+    )
+    assert resumed["steps_resumed_from"] == 3
+    assert not ckpt.exists()
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    ha = (tmp_path / "a" / "loss.tsv").read_text()
+    assert ha == (tmp_path / "b" / "loss.tsv").read_text()
+
+
+def test_model_folder_contents_and_reload(split, tmp_path):
+    from dps_stages.losses import SIMLoss
+
+    pairs = training.sim_pairs(split)
+    arch = nets.default_arch("sim") | TINY
+    info = training.train(
+        "sim", arch, pairs, None, SIMLoss(), tmp_path / "m", _settings(steps=2), progress=False
+    )
+    for name in ("model.pt", "record.json", "loss.tsv", "loss.png"):
+        assert (tmp_path / "m" / name).is_file()
+    record = json.loads((tmp_path / "m" / "record.json").read_text())
+    assert record["parameters"] == info["parameters"] > 0
+    assert record["data"]["examples"] == 4
+    model, rec = inference.load_model(tmp_path / "m", expect="sim")
+    assert model.arch == arch and rec["model_sha256"]
+    with pytest.raises(inference.DpsInputError, match="holds a 'sim' network"):
+        inference.load_model(tmp_path / "m", expect="denoise")
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+
+
+def _train(net: str, out: Path, data: Path, *extra: str) -> int:
+    return main(
+        [
+            "train",
+            net,
+            str(out),
+            "--data",
+            str(data),
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--patch",
+            "16",
+            "--width",
+            "4",
+            "--depth",
+            "2",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
+
+
+def test_train_infer_restore_commands(split, tmp_path):
+    models = tmp_path / "models"
+    assert _train("denoise", models / "denoise", split, "--val", str(split)) == 0
+    assert _train("sim", models / "sim", split, "--denoise-model", str(models / "denoise")) == 0
+    assert (
+        _train(
+            "artifact",
+            models / "artifact",
+            split,
+            "--denoise-model",
+            str(models / "denoise"),
+            "--background-radius",
+            "8",
+        )
+        == 0
+    )
+    assert _train("resudbpn", models / "resudbpn", split) == 0
+    record = json.loads((models / "artifact" / "record.json").read_text())
+    assert record["loss_features"].startswith("random:seed=")
+    assert json.loads((models / "resudbpn" / "record.json").read_text())["psf"]["psf"] == "sr"
+
+    raw = tmp_path / "raw.tif"
+    from dps_stages import io
+
+    frames = np.asarray(io.open_group(split)["raw"][0, 1])
+    tifffile.imwrite(raw, frames)
+    out = tmp_path / "dn.zarr"
+    assert (
+        main(
+            [
+                "infer",
+                "denoise",
+                str(raw),
+                str(out),
+                "--model",
+                str(models / "denoise"),
+                "--pixel-size",
+                "65",
+                "--tile",
+                "16",
+            ]
+        )
+        == 0
+    )
+    arr, attrs = io.open_stage(out)
+    assert arr.shape == (1, 9, 32, 32) and attrs["network"]["net"] == "denoise"
+
+    for method in ("wiener", "dps"):
+        final = tmp_path / f"restored_{method}.tif"
+        assert (
+            main(
+                [
+                    "restore",
+                    str(raw),
+                    str(final),
+                    "--models",
+                    str(models),
+                    "--pixel-size",
+                    "65",
+                    "--sim-method",
+                    method,
+                    "--background-radius",
+                    "8",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
+        img = tifffile.imread(final)
+        assert img.shape == (128, 128) and np.isfinite(img).all()
+
+    sim_img = tmp_path / "sim.tif"
+    tifffile.imwrite(sim_img, np.asarray(io.open_group(split)["truth_2x"][0]))
+    assert (
+        main(
+            [
+                "restore",
+                str(sim_img),
+                str(tmp_path / "dbpn.tif"),
+                "--from",
+                "sim",
+                "--models",
+                str(models),
+                "--pixel-size",
+                "32.5",
+            ]
+        )
+        == 0
+    )
+    assert tifffile.imread(tmp_path / "dbpn.tif").shape == (128, 128)
+    # self-supervised on a user's own SIM image
+    assert _train("resudbpn", tmp_path / "own", sim_img, "--pixel-size", "32.5") == 0
+
+
+def test_network_commands_reject_bad_input(split, tmp_path, capsys):
+    tif = tmp_path / "img.tif"
+    tifffile.imwrite(tif, np.zeros((32, 32), np.float32))
+    assert _train("denoise", tmp_path / "m", tif) == 2
+    assert "simulated split" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    assert (
+        main(
+            [
+                "restore",
+                str(tif),
+                str(tmp_path / "o.tif"),
+                "--from",
+                "sim",
+                "--models",
+                str(tmp_path / "none"),
+                "--pixel-size",
+                "30",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "none" in err and "no trained model" in err
+    assert not (tmp_path / "o.tif").exists()

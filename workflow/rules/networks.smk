@@ -1,0 +1,130 @@
+# The DPS networks (Ye et al. 2024): one training rule per network, then inference stages
+# raw -> denoise -> SIM (Wiener or network) -> artifact removal -> background -> Res-U-DBPN.
+# A network whose `networks.<net>.model` is set in the config is not trained: its model is used.
+
+
+rule train_denoise:
+    input:
+        unpack(train_data),
+    output:
+        directory(f"{RESULTS}/models/denoise"),
+    log:
+        f"{RESULTS}/logs/models/train_denoise.log",
+    params:
+        opts=lambda w: train_options("denoise"),
+        ckpt=f"{RESULTS}/models/.checkpoints/denoise.pt",
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps train denoise {output} --data {input.data} --val {input.val} "
+        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+
+
+rule train_sim:
+    input:
+        unpack(train_data),
+        denoise=model_dir("denoise"),
+    output:
+        directory(f"{RESULTS}/models/sim"),
+    log:
+        f"{RESULTS}/logs/models/train_sim.log",
+    params:
+        opts=lambda w: train_options("sim"),
+        ckpt=f"{RESULTS}/models/.checkpoints/sim.pt",
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps train sim {output} --data {input.data} --val {input.val} "
+        "--denoise-model {input.denoise} --checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+
+
+rule train_artifact:
+    input:
+        unpack(artifact_inputs),
+    output:
+        directory(f"{RESULTS}/models/artifact"),
+    log:
+        f"{RESULTS}/logs/models/train_artifact.log",
+    params:
+        opts=artifact_options,
+        ckpt=f"{RESULTS}/models/.checkpoints/artifact.pt",
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps train artifact {output} --data {input.data} --val {input.val} "
+        "--denoise-model {input.denoise} --checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+
+
+rule train_resudbpn:
+    input:
+        unpack(train_data),
+    output:
+        directory(f"{RESULTS}/models/{{dbpn_model}}"),
+    log:
+        f"{RESULTS}/logs/models/train_{{dbpn_model}}.log",
+    wildcard_constraints:
+        dbpn_model="resudbpn|resudbpn_widefield",
+    params:
+        psf=lambda w: "airy" if w.dbpn_model.endswith("widefield") else "sr",
+        opts=lambda w: train_options("resudbpn"),
+        ckpt=f"{RESULTS}/models/.checkpoints/{{dbpn_model}}.pt",
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps train resudbpn {output} --data {input.data} --val {input.val} --psf {params.psf} "
+        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+
+
+rule train_resudbpn_own:
+    input:
+        lambda w: stage_path(w.image_ds, "input", f"{input_kind(w.image_ds)}_bg"),
+    output:
+        directory(f"{RESULTS}/{{image_ds}}/model_resudbpn"),
+    log:
+        f"{RESULTS}/logs/{{image_ds}}/train_resudbpn.log",
+    params:
+        psf=lambda w: "sr" if input_kind(w.image_ds) == "sim" else "airy",
+        opts=lambda w: train_options("resudbpn", w.image_ds),
+        ckpt=lambda w: f"{RESULTS}/models/.checkpoints/resudbpn_{w.image_ds}.pt",
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps train resudbpn {output} --data {input} --psf {params.psf} "
+        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+
+
+rule infer:
+    input:
+        unpack(infer_inputs),
+    output:
+        directory(f"{RESULTS}/{{ds}}/{{level}}/{{net_stage}}.zarr"),
+    log:
+        f"{RESULTS}/logs/{{ds}}/infer_{{level}}_{{net_stage}}.log",
+    wildcard_constraints:
+        net_stage="raw_dn|sim_dps|sim_ar|sim_dbpn|widefield_dbpn",
+    params:
+        net=lambda w: net_stages(w.ds)[w.net_stage][0],
+        tile=NET["tile"],
+        device=NET["device"],
+    threads: NET["threads"]
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps infer {params.net} {input.image} {output} --model {input.model} "
+        "--tile {params.tile} --device {params.device} --threads {threads} "
+        "--stage {wildcards.net_stage} > {log} 2>&1"
