@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 
 from dps_stages.io import DpsInputError
+from dps_stages.training import SIM_NETWORKS
 
 log = logging.getLogger("dps.chain")
 
@@ -23,6 +24,7 @@ log = logging.getLogger("dps.chain")
 MODEL_DIRS = {
     "denoise": "denoise",
     "sim": "sim",
+    "oidn": "oidn",
     "artifact": "artifact",
     "resudbpn": "resudbpn",
     "resudbpn_widefield": "resudbpn_widefield",
@@ -89,12 +91,13 @@ def restore(
             bg = np.asarray(subtract_background_tiled(x, background_radius))
             x, params = reconstruct_stack(bg, optics, **dict(sim_kw or {}))
             steps.append({"step": "sim_wiener", "parameters": [p.to_dict() for p in params]})
-        elif sim_method == "dps":
-            net, rec = model("sim", "sim")
+        elif sim_method in SIM_NETWORKS:
+            name = SIM_NETWORKS[sim_method]
+            net, rec = model(name, name)
             x = np.asarray(run_network(net, x, tile=tile))
-            steps.append({"step": "sim_dps"} | describe(net, rec))
+            steps.append({"step": f"sim_{sim_method}"} | describe(net, rec))
         else:
-            raise DpsInputError(f"unknown SIM method {sim_method!r}; expected wiener or dps")
+            raise DpsInputError(f"unknown SIM method {sim_method!r}; expected wiener, dps or oidn")
         pixel = pixel / 2
         net, rec = model("artifact", "artifact")
         x = np.asarray(run_network(net, x, tile=tile))

@@ -17,7 +17,7 @@ from dps_stages.io import DpsInputError
 
 log = logging.getLogger("dps")
 
-NETS = ("denoise", "sim", "artifact", "resudbpn")
+NETS = ("denoise", "sim", "artifact", "resudbpn", "oidn")
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -34,7 +34,8 @@ def _arch(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("width", "depth", "blocks"):
         value = getattr(args, key)
         if value is not None:
-            arch[key] = value
+            # OIDN's depth is its number of residual groups
+            arch["groups" if (args.net == "oidn" and key == "depth") else key] = value
     return arch
 
 
@@ -96,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         modulation_factor=args.modulation_factor,
     )
     val = args.val
-    if args.net in ("denoise", "sim", "artifact") and not simulated:
+    if args.net != "resudbpn" and not simulated:
         raise DpsInputError(
             f"{args.data}: the {args.net} network trains on a simulated split with ground "
             "truth (dps simulate); only resudbpn trains on a user's own images"
@@ -109,6 +110,26 @@ def cmd_train(args: argparse.Namespace) -> None:
         pairs = training.sim_pairs(args.data, args.denoise_model)
         vpairs = training.sim_pairs(val, args.denoise_model) if val else None
         loss = losses.SIMLoss(ssim=args.w_ssim, l1=args.w_l1)
+    elif args.net == "oidn":
+        from dps_stages.optics import sr_psf
+
+        pairs = training.sim_pairs(args.data, args.denoise_model)
+        vpairs = training.sim_pairs(val, args.denoise_model) if val else None
+        # the learned PSF starts from the theoretical srPSF on the 2x grid
+        init = sr_psf(15, args.wavelength, args.na, optics.pixel_size / 2, args.modulation_factor)
+        record["psf_init"] = {
+            "psf": "sr",
+            "pixel_size": optics.pixel_size / 2,
+            "wavelength": args.wavelength,
+            "na": args.na,
+            "modulation_factor": args.modulation_factor,
+        }
+        loss = losses.OIDNLoss(
+            w=args.w_oidn,
+            psf_weight=args.w_psf,
+            charbonnier_weight=args.w_charbonnier,
+            init_psf=init,
+        )
     elif args.net == "artifact":
         kw = dict(
             optics=optics,
@@ -288,7 +309,7 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     from dps_stages.cli import _wiener
 
     g = p.add_argument_group("Wiener SIM (when the chain uses it)")
-    g.add_argument("--sim-method", choices=("wiener", "dps"), default="wiener")
+    g.add_argument("--sim-method", choices=("wiener", "dps", "oidn"), default="wiener")
     g.add_argument("--wiener", type=_wiener, default="auto")
     g.add_argument("--wiener-factor", type=float, default=3.0)
     g.add_argument("--otf-decay", type=float, default=1.0)
@@ -319,7 +340,9 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--val", type=Path, help="validation split / images")
     p.add_argument("--denoise-model", type=Path, help="sim, artifact: the trained denoiser")
-    p.add_argument("--sim-model", type=Path, help="artifact with --sim-method dps")
+    p.add_argument(
+        "--sim-model", type=Path, help="artifact with --sim-method dps|oidn: that network"
+    )
     p.add_argument(
         "--vgg16-weights",
         type=Path,
@@ -349,6 +372,9 @@ def add_parsers(sub) -> None:
     g.add_argument("--w-perceptual", type=float, default=1.0)
     g.add_argument("--beta-hessian", type=float, default=1e-2)
     g.add_argument("--beta-l1", type=float, default=1e-2)
+    g.add_argument("--w-oidn", type=float, default=0.8, help="oidn: w of w L1 + (1 - w)(1 - SSIM)")
+    g.add_argument("--w-psf", type=float, default=1e-3, help="oidn: PSF prior (CE + RS)")
+    g.add_argument("--w-charbonnier", type=float, default=0.01, help="oidn: FFT Charbonnier")
     _add_sim_options(p)
     _add_device(p)
     _add_optics(p)

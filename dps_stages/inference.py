@@ -166,7 +166,8 @@ def predict(
     c, ny, nx = arr.shape
     s, m = model.scale, model.multiple
     c_out = model.out_channels
-    if tile is None or (ny <= tile and nx <= tile):
+    # a network with global operations (FFT, global pooling: OIDN) runs on whole images
+    if tile is None or not getattr(model, "local", True) or (ny <= tile and nx <= tile):
         block = arr.rechunk((c, ny, nx))
         return block.map_blocks(
             lambda b: run_block(model, b),

@@ -49,8 +49,10 @@ from dps_stages.io import DpsInputError
 
 log = logging.getLogger("dps.train")
 
-NET_IDS = {"denoise": 1, "sim": 2, "artifact": 3, "resudbpn": 4}
+NET_IDS = {"denoise": 1, "sim": 2, "artifact": 3, "resudbpn": 4, "oidn": 5, "psfid": 6}
 TARGET_PERCENTILE = 99.9
+#: SIM-reconstruction networks by the name of the method (config `networks.sim_method`)
+SIM_NETWORKS = {"dps": "sim", "oidn": "oidn"}
 
 
 @dataclass
@@ -64,6 +66,12 @@ class Pairs:
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    def sampler(self, patch: int, multiple: int, rng: np.random.Generator) -> PatchSampler:
+        return PatchSampler(self, patch, multiple, rng)
+
+    def validation(self, multiple: int, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return _validation_batch(self, multiple, size)
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -172,16 +180,16 @@ def sim_reconstructions(
             bg = np.stack([subtract_background(x, background_radius) for x in f])
             out.append(reconstruct(bg, optics, **dict(sim_kw or {}))[0])
         return out
-    if method == "dps":
+    if method in SIM_NETWORKS:
         from dps_stages.inference import load_model
 
         if sim_model is None:
-            raise DpsInputError("the artifact network on 'dps' SIM needs --sim-model")
-        model, _ = load_model(sim_model, expect="sim")
+            raise DpsInputError(f"the artifact network on {method!r} SIM needs --sim-model")
+        model, _ = load_model(sim_model, expect=SIM_NETWORKS[method])
         return [
             np.asarray(o) for o in restore_stack(model, np.stack(frames), tile=None, progress=False)
         ]
-    raise DpsInputError(f"unknown SIM method {method!r}; expected wiener or dps")
+    raise DpsInputError(f"unknown SIM method {method!r}; expected wiener, dps or oidn")
 
 
 def artifact_pairs(
@@ -321,6 +329,15 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _to(batch: Any, device: torch.device) -> Any:
+    """Tensors, or tuples of them, on ``device``."""
+    if batch is None:
+        return None
+    if isinstance(batch, tuple | list):
+        return type(batch)(_to(b, device) for b in batch)
+    return batch.to(device)
+
+
 def train(
     net: str,
     arch: dict[str, Any],
@@ -336,8 +353,11 @@ def train(
 ) -> dict[str, Any]:
     """Train ``net`` and write its model folder ``output`` atomically.
 
-    ``loss_fn(prediction, target, input)`` is a module from :mod:`dps_stages.losses`
-    (called as ``loss_fn(pred, target)`` or, without targets, ``loss_fn(pred, input)``).
+    ``loss_fn`` is a module from :mod:`dps_stages.losses`, called as ``loss_fn(pred,
+    target)`` or, without targets, ``loss_fn(pred, input)``; one with a ``bind`` method is
+    given the model first (a loss of the model's own parameters, such as a learned PSF).
+    ``pairs`` is :class:`Pairs` or any source with the same ``sampler``, ``validation``,
+    ``digest``, ``description`` and ``len`` (data drawn on the fly); targets may be tuples.
     A ``checkpoint`` file, when given, is written during training and resumed from when it
     belongs to the same training; it is removed once the model folder is written.
     """
@@ -351,13 +371,15 @@ def train(
     torch.manual_seed(settings.seed * 1000 + NET_IDS[net])
     model = nets.build(net, arch).to(device)
     loss_fn = loss_fn.to(device)
+    if hasattr(loss_fn, "bind"):
+        loss_fn.bind(model)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / settings.steps))
     )
     rng = np.random.default_rng([settings.seed, NET_IDS[net]])
-    sampler = PatchSampler(pairs, settings.patch, model.multiple, rng)
-    val = _validation_batch(val_pairs, model.multiple, 2 * sampler.patch) if val_pairs else None
+    sampler = pairs.sampler(settings.patch, model.multiple, rng)
+    val = val_pairs.validation(model.multiple, 2 * sampler.patch) if val_pairs else None
     signature = hashlib.sha256(
         json.dumps(
             {
@@ -395,8 +417,7 @@ def train(
     for step in range(start, settings.steps):
         model.train()
         x, y = sampler.batch(settings.batch)
-        x = x.to(device)
-        y = y.to(device) if y is not None else None
+        x, y = _to(x, device), _to(y, device)
         loss = loss_of(x, y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -409,9 +430,7 @@ def train(
         ):
             model.eval()
             with torch.no_grad():
-                vx = val[0].to(device)
-                vy = val[1].to(device) if val[1] is not None else None
-                row["val_loss"] = float(loss_of(vx, vy))
+                row["val_loss"] = float(loss_of(_to(val[0], device), _to(val[1], device)))
         history.append(row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
@@ -449,7 +468,7 @@ def train(
         "torch": str(torch.__version__),
     } | dict(record or {})
     info = json.loads(json.dumps(info, default=str))  # plain types: safe to load back
-    write_model_folder(output, net, model, info, history)
+    write_model_folder(output, net, model, info, history, getattr(loss_fn, "init_psf", None))
     if ckpt is not None and ckpt.is_file():
         ckpt.unlink()
     return info
@@ -461,8 +480,10 @@ def write_model_folder(
     model: torch.nn.Module,
     info: dict[str, Any],
     history: list[dict[str, float]],
+    init_psf: Any = None,
 ) -> Path:
-    """``model.pt``, ``record.json``, ``loss.tsv`` and ``loss.png``, written atomically."""
+    """``model.pt``, ``record.json``, ``loss.tsv`` and ``loss.png``, written atomically; for a
+    network with a learned PSF (OIDN) also ``psf.tif`` and ``psf.png`` (against its start)."""
     import pandas as pd
 
     with io.atomic_path(output) as tmp:
@@ -473,7 +494,41 @@ def write_model_folder(
         table = pd.DataFrame(history)
         table.to_csv(tmp / "loss.tsv", sep="\t", index=False, float_format="%.6g")
         plot_loss(table, tmp / "loss.png", title=f"{net}: {info.get('loss')}")
+        if callable(getattr(model, "psf", None)):
+            from dps_stages.io import write_tiff
+
+            with torch.no_grad():
+                learned = model.psf().detach().cpu().numpy().astype(np.float32)
+            write_tiff(tmp / "psf.tif", learned, None)
+            plot_psf(learned, init_psf, tmp / "psf.png")
     return Path(output)
+
+
+def plot_psf(learned: np.ndarray, start: Any, path: str | Path) -> None:
+    """The learned PSF, and its profile through the centre against the one it started from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), dpi=120)
+    axes[0].imshow(learned, cmap="magma")
+    axes[0].set_title("learned PSF", fontsize=9)
+    axes[0].axis("off")
+    c = learned.shape[0] // 2
+    r = np.arange(learned.shape[1]) - c
+    axes[1].plot(r, learned[c], "o-", ms=3, label="learned")
+    if start is not None:
+        s = np.asarray(start, dtype=np.float64)
+        k = min(s.shape[0], learned.shape[0]) // 2
+        sc = s.shape[0] // 2
+        prof = s[sc, sc - k : sc + k + 1] / s[sc - k : sc + k + 1, sc - k : sc + k + 1].sum()
+        axes[1].plot(np.arange(-k, k + 1), prof, "s--", ms=3, label="start (theory)")
+    axes[1].set_xlabel("pixel")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_loss(table, path: str | Path, title: str = "") -> None:

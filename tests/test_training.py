@@ -250,6 +250,10 @@ def test_train_infer_restore_commands(split, tmp_path):
         == 0
     )
     assert _train("resudbpn", models / "resudbpn", split) == 0
+    assert _train("oidn", models / "oidn", split, "--denoise-model", str(models / "denoise")) == 0
+    assert {"psf.tif", "psf.png"} <= {p.name for p in (models / "oidn").iterdir()}
+    learned = tifffile.imread(models / "oidn" / "psf.tif")
+    assert learned.min() >= 0 and abs(learned.sum() - 1) < 1e-5
     record = json.loads((models / "artifact" / "record.json").read_text())
     assert record["loss_features"].startswith("random:seed=")
     assert json.loads((models / "resudbpn" / "record.json").read_text())["psf"]["psf"] == "sr"
@@ -280,7 +284,7 @@ def test_train_infer_restore_commands(split, tmp_path):
     arr, attrs = io.open_stage(out)
     assert arr.shape == (1, 9, 32, 32) and attrs["network"]["net"] == "denoise"
 
-    for method in ("wiener", "dps"):
+    for method in ("wiener", "dps", "oidn"):
         final = tmp_path / f"restored_{method}.tif"
         assert (
             main(

@@ -83,7 +83,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     table = pd.read_csv(results / "metrics.tsv", sep="\t", dtype={"level": str})
     assert set(table["level"]) == {"50", "500"}
     stages = {"widefield", "raw_bg", "widefield_bg", "widefield_rl", "widefield_sparse",
-              "sim_wiener", "sim_sparse", "raw_dn", "sim_dn_wiener", "sim_dps", "sim_ar",
+              "sim_wiener", "sim_sparse", "raw_dn", "sim_dn_wiener", "sim_dps", "sim_oidn", "sim_ar",
               "sim_ar_bg", "sim_dbpn"}  # fmt: skip
     assert set(table["stage"]) == stages
     assert len(table) == 2 * len(stages) * 2  # levels x stages x images
@@ -107,7 +107,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         assert f.is_imagej and f.asarray().shape == (2, 64, 64)
     assert (results / "500" / "final" / "widefield_rl.ome.zarr" / "zarr.json").exists()
     # the networks: trained by their rules, chained, Res-U-DBPN on the 4x grid
-    for net in ("denoise", "sim", "artifact", "resudbpn"):
+    for net in ("denoise", "sim", "artifact", "resudbpn", "oidn"):
         folder = work / "results" / "models" / net
         assert {"model.pt", "record.json", "loss.tsv", "loss.png"} <= {
             p.name for p in folder.iterdir()

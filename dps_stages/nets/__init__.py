@@ -27,6 +27,9 @@ from torch import nn
 from dps_stages.nets.artifact import ArtifactNet
 from dps_stages.nets.blocks import LocalNet, Reach
 from dps_stages.nets.denoise import DenoiseNet
+from dps_stages.nets.oidn import OIDN
+from dps_stages.nets.oidn import DEFAULT_ARCH as _OIDN_DEFAULT
+from dps_stages.nets.oidn import PAPER_ARCH as _OIDN_PAPER
 from dps_stages.nets.resudbpn import ResUDBPN
 from dps_stages.nets.resunet import ResUNet
 from dps_stages.nets.simnet import SIMNet
@@ -36,6 +39,7 @@ __all__ = [
     "ArtifactNet",
     "DenoiseNet",
     "LocalNet",
+    "OIDN",
     "Reach",
     "ResUDBPN",
     "ResUNet",
@@ -51,6 +55,7 @@ NETWORKS: dict[str, type[LocalNet]] = {
     "sim": SIMNet,
     "artifact": ArtifactNet,
     "resudbpn": ResUDBPN,
+    "oidn": OIDN,
 }
 
 # Paper scale: 64 channels at full resolution, doubling to 512 over 3 levels, 2 residual
@@ -85,6 +90,10 @@ _DEFAULT = {
         "positive": True,
     },
 }
+
+
+_PAPER["oidn"] = _OIDN_PAPER
+_DEFAULT["oidn"] = _OIDN_DEFAULT
 
 
 def _lookup(table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:

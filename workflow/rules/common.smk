@@ -4,7 +4,7 @@ import shlex
 
 RESULTS = config["results"]
 NET = config["networks"]
-NETWORK_NAMES = ("denoise", "sim", "artifact", "resudbpn")
+NETWORK_NAMES = ("denoise", "sim", "artifact", "resudbpn", "oidn")
 # the networks train on simulation only: without a simulated dataset in the config, a hidden
 # one (networks.simulate, top-level optics) provides the training splits and is not evaluated
 TRAINING_DS = "_training"
@@ -73,6 +73,7 @@ def stage_chain(ds):
             ("raw_dn", "widefield"),
             ("sim_dn_wiener", "widefield"),
             ("sim_dps", "widefield"),
+            ("sim_oidn", "widefield"),
             ("sim_ar", ARTIFACT_INPUT),
             ("sim_ar_bg", "sim_ar"),
             ("sim_dbpn", "sim_ar_bg"),
@@ -89,7 +90,11 @@ def stage_chain(ds):
 
 
 # the SIM reconstruction that artifact removal cleans, by config
-ARTIFACT_INPUT = {"wiener": "sim_dn_wiener", "dps": "sim_dps"}[NET["sim_method"]]
+ARTIFACT_INPUT = {"wiener": "sim_dn_wiener", "dps": "sim_dps", "oidn": "sim_oidn"}[
+    NET["sim_method"]
+]
+# the network behind each SIM method
+SIM_NETS = {"dps": "sim", "oidn": "oidn"}
 # Wiener SIM stages and the background-removed frames they reconstruct
 SIM_WIENER = {"sim_wiener": "raw_bg", "sim_dn_wiener": "raw_dn_bg"}
 
@@ -101,6 +106,7 @@ def net_stages(ds):
         return {
             "raw_dn": ("denoise", "raw", model_dir("denoise")),
             "sim_dps": ("sim", "raw_dn", model_dir("sim")),
+            "sim_oidn": ("oidn", "raw_dn", model_dir("oidn")),
             "sim_ar": ("artifact", ARTIFACT_INPUT, model_dir("artifact")),
             "sim_dbpn": ("resudbpn", "sim_ar_bg", model_dir("resudbpn")),
         }
@@ -140,7 +146,8 @@ def train_options(net, ds=None):
         "--device", NET["device"], "--threads", NET["threads"],
         "--w-ssim", loss["ssim"], "--w-l1", loss["l1"], "--w-fft", loss["fft"],
         "--w-perceptual", loss["perceptual"], "--beta-hessian", loss["hessian"],
-        "--beta-l1", loss["sparsity"],
+        "--beta-l1", loss["sparsity"], "--w-oidn", loss["w"], "--w-psf", loss["psf"],
+        "--w-charbonnier", loss["charbonnier"],
     ]  # fmt: skip
     for key in ("width", "depth", "blocks"):
         if spec[key] is not None:
@@ -277,8 +284,8 @@ def train_data(w):
 
 def artifact_inputs(w):
     inputs = train_data(w) | {"denoise": model_dir("denoise")}
-    if NET["sim_method"] == "dps":
-        inputs["sim"] = model_dir("sim")
+    if NET["sim_method"] in SIM_NETS:
+        inputs["sim"] = model_dir(SIM_NETS[NET["sim_method"]])
     if NET["vgg16_weights"]:
         inputs["vgg"] = NET["vgg16_weights"]
     return inputs

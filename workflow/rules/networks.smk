@@ -44,6 +44,27 @@ rule train_sim:
         "--denoise-model {input.denoise} --checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
 
 
+rule train_oidn:
+    input:
+        unpack(train_data),
+        denoise=model_dir("denoise"),
+    output:
+        directory(f"{RESULTS}/models/oidn"),
+    log:
+        f"{RESULTS}/logs/models/train_oidn.log",
+    params:
+        opts=lambda w: train_options("oidn"),
+        ckpt=f"{RESULTS}/models/.checkpoints/oidn.pt",
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps train oidn {output} --data {input.data} --val {input.val} "
+        "--denoise-model {input.denoise} --checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+
+
 rule train_artifact:
     input:
         unpack(artifact_inputs),
@@ -116,7 +137,7 @@ rule infer:
     log:
         f"{RESULTS}/logs/{{ds}}/infer_{{level}}_{{net_stage}}.log",
     wildcard_constraints:
-        net_stage="raw_dn|sim_dps|sim_ar|sim_dbpn|widefield_dbpn",
+        net_stage="raw_dn|sim_dps|sim_oidn|sim_ar|sim_dbpn|widefield_dbpn",
     params:
         net=lambda w: net_stages(w.ds)[w.net_stage][0],
         tile=NET["tile"],
