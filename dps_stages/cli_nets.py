@@ -17,7 +17,7 @@ from dps_stages.io import DpsInputError
 
 log = logging.getLogger("dps")
 
-NETS = ("denoise", "sim", "artifact", "resudbpn", "oidn")
+NETS = ("denoise", "sim", "artifact", "resudbpn", "oidn", "psfid")
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -49,8 +49,20 @@ def _dbpn_psf(args: argparse.Namespace, pixel_size: float) -> tuple[np.ndarray, 
     from dps_stages.cli import _psf_for
 
     out_pixel = pixel_size / 2
+    if args.psf in ("airy", "sr"):
+        psf = _psf_for(args, out_pixel, (10**6, 10**6))
+    else:  # a PSF file (an identified PSF): brought to the output grid by its pixel size
+        from dps_stages.cli import _read_2d
+        from dps_stages.optics import rescale_psf
+
+        psf, meta = _read_2d(args.psf)
+        if meta.get("pixel_size"):
+            zoom = float(meta["pixel_size"]) / out_pixel
+            psf = rescale_psf(psf, 1 / zoom, int(psf.shape[0] * zoom) | 1)
+        else:
+            log.warning("%s: no pixel size; taken to be on the output grid", args.psf)
+            psf = (psf / psf.sum()).astype(np.float32)
     # a PSF large enough for the loss's reach, small enough to stay cheap in every step
-    psf = _psf_for(args, out_pixel, (10**6, 10**6))
     if psf.shape[-1] > 31:
         c, h = psf.shape[-1] // 2, 15
         psf = psf[c - h : c + h + 1, c - h : c + h + 1]
@@ -84,6 +96,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         device=args.device,
     )
     record: dict[str, Any] = {}
+    if args.net == "psfid":
+        _train_psfid(args, arch, settings)
+        return
+    if args.data is None:
+        raise DpsInputError(f"dps train {args.net} needs --data (a simulated split or images)")
     simulated = _is_simulated(args.data)
     pixel = args.pixel_size
     if simulated:
@@ -199,6 +216,89 @@ def cmd_train(args: argparse.Namespace) -> None:
             {k: info[k] for k in ("parameters", "seconds", "final_loss", "device", "loss_features")}
         ),
     )
+
+
+def _train_psfid(args: argparse.Namespace, arch: dict[str, Any], settings) -> None:
+    """PSF identification: training data drawn on the fly (random Zernike PSFs, simulated
+    structures and scikit-image's natural images, the camera chain)."""
+    from dps_stages import training
+    from dps_stages.psf_id import PSFData, PSFIdentificationLoss
+
+    arch = arch | {"in_channels": 3 if args.give_params else 1, "patch": settings.patch}
+    kw = dict(patch=settings.patch, psf_size=arch["psf_size"], theta_max=args.theta_max,
+              give_params=args.give_params)  # fmt: skip
+    data = PSFData(**kw, seed=settings.seed)
+    val = PSFData(**kw, seed=settings.seed + 1)
+    info = training.train(
+        "psfid", arch, data, val, PSFIdentificationLoss(lam=args.w_reblur), args.output,
+        settings, checkpoint=args.checkpoint,
+        record={"command": "dps train psfid", "give_params": args.give_params,
+                "theta_max": args.theta_max},
+    )  # fmt: skip
+    log.info("trained psfid: %s", json.dumps({k: info[k] for k in ("parameters", "seconds")}))
+
+
+def cmd_identify_psf(args: argparse.Namespace) -> None:
+    """The PSF of an image, identified by the network; optionally its srPSF on the SIM grid."""
+    from dps_stages.inference import load_model, select_device
+    from dps_stages.io import atomic_path, write_tiff
+    from dps_stages.optics import rescale_psf
+    from dps_stages.psf_id import identify
+
+    _threads(args)
+    from dps_stages import io
+
+    arr, meta = io.read_image(args.image)
+    images = np.asarray(io.as_image_stack(arr, args.image), dtype=np.float32)
+    io.check_finite(images, args.image)
+    model, record = load_model(args.model, expect="psfid", device=select_device(args.device))
+    pixel = args.pixel_size or meta.get("pixel_size")
+    fc = theta = None
+    if model.in_channels == 3:  # a network told the pupil radius and the aberration level
+        if not pixel:
+            raise DpsInputError(f"{args.image}: the file gives no pixel size; pass --pixel-size")
+        fc, theta = args.na * float(pixel) / args.wavelength, args.theta_max
+    # one microscope, one PSF: the mean of the PSFs identified in each image of a stack
+    dev = next(model.parameters()).device
+    psf = np.mean([identify(model, im, fc=fc, theta_max=theta, device=dev) for im in images], 0)
+    psf = (psf / psf.sum()).astype(np.float32)
+    write_tiff(args.output, psf, float(pixel) if pixel else None)
+    if args.sr:
+        # the srPSF on the SIM grid: the identified PSF narrowed by modulation factor / 2
+        write_tiff(args.sr, rescale_psf(psf, args.modulation_factor / 2),
+                   float(pixel) / 2 if pixel else None)  # fmt: skip
+    if args.figure:
+        with atomic_path(args.figure) as tmp:
+            _psf_figure(psf, args, float(pixel) if pixel else None, tmp)
+    log.info("identified the PSF of %s with %s", args.image, record.get("model_file"))
+
+
+def _psf_figure(psf: np.ndarray, args: argparse.Namespace, pixel: float | None, path) -> None:
+    """The identified PSF beside the theoretical Airy pattern of the optics, and profiles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dps_stages.optics import airy_psf
+
+    panels = [("identified", psf)]
+    if pixel:
+        panels.append((f"Airy {args.wavelength:g} nm, NA {args.na:g}",
+                       airy_psf(psf.shape[0], args.wavelength, args.na, pixel)))  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.3 * (len(panels) + 1), 3.2), dpi=110)
+    c = psf.shape[0] // 2
+    for ax, (name, img) in zip(axes, panels, strict=False):
+        ax.imshow(img, cmap="magma")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+        axes[-1].plot(np.arange(psf.shape[0]) - c, img[c], "o-", ms=3, label=f"{name}, row")
+    axes[-1].plot(np.arange(psf.shape[0]) - c, psf[:, c], "x:", ms=3, label="identified, column")
+    axes[-1].set_xlabel("pixel")
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
 
 
 def _input_psf(args: argparse.Namespace, optics, grid: str) -> np.ndarray:
@@ -335,7 +435,6 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        required=True,
         help="simulated training split (Zarr), or for resudbpn also your SIM images",
     )
     p.add_argument("--val", type=Path, help="validation split / images")
@@ -375,10 +474,28 @@ def add_parsers(sub) -> None:
     g.add_argument("--w-oidn", type=float, default=0.8, help="oidn: w of w L1 + (1 - w)(1 - SSIM)")
     g.add_argument("--w-psf", type=float, default=1e-3, help="oidn: PSF prior (CE + RS)")
     g.add_argument("--w-charbonnier", type=float, default=0.01, help="oidn: FFT Charbonnier")
+    g.add_argument("--w-reblur", type=float, default=1.0,
+                   help="psfid: lambda of ||h_hat * x - y||_1")  # fmt: skip
+    g = p.add_argument_group("PSF identification (psfid; data drawn on the fly)")
+    g.add_argument("--theta-max", type=float, default=0.15,
+                   help="largest Zernike coefficient, waves")  # fmt: skip
+    g.add_argument("--give-params", action="store_true",
+                   help="the network also reads fc and theta_max (known optics)")  # fmt: skip
     _add_sim_options(p)
     _add_device(p)
     _add_optics(p)
     p.set_defaults(func=cmd_train, pixel_size=None)
+
+    p = sub.add_parser("identify-psf", help="identify an image's PSF (blind mode)")
+    p.add_argument("image", type=Path, help="a widefield image, or a stack: their mean PSF")
+    p.add_argument("output", type=Path, help="the identified PSF, TIFF")
+    p.add_argument("--model", type=Path, required=True, help="model folder (dps train psfid)")
+    p.add_argument("--sr", type=Path, help="also the srPSF on the SIM grid (TIFF)")
+    p.add_argument("--figure", type=Path, help="PNG: identified against the theoretical PSF")
+    p.add_argument("--theta-max", type=float, default=0.15, help="for a --give-params model")
+    _add_device(p)
+    _add_optics(p)
+    p.set_defaults(func=cmd_identify_psf, pixel_size=None)
 
     p = sub.add_parser("infer", help="one trained network on a stage's images (tiled)")
     p.add_argument("net", choices=NETS)

@@ -360,6 +360,27 @@ def zernike_psf(
     return psf.astype(np.float32)
 
 
+def rescale_psf(psf: np.ndarray, factor: float, size: int | None = None) -> np.ndarray:
+    """A PSF narrowed by ``factor`` in space: ``h'(r) = h(factor r)``, unit sum.
+
+    Both the change of pixel grid and the SIM passband extension are such rescalings: the
+    srPSF of an (identified, possibly aberrated) widefield PSF ``h`` on the SIM grid (half the
+    pixel) is ``rescale_psf(h, modulation_factor / 2)``, exactly so for the Airy pattern
+    (``airy(NA f)`` at pixel ``p / 2`` samples ``airy(NA)`` at radius ``r f / 2`` camera
+    pixels). Cubic interpolation about the centre pixel ``size // 2``; negative interpolation
+    ripples are clipped. ``size`` (odd) defaults to the input's size.
+    """
+    from scipy.ndimage import map_coordinates
+
+    h = np.asarray(psf, dtype=np.float64)
+    n = h.shape[0] if size is None else int(size)
+    c_in, c_out = h.shape[0] // 2, n // 2
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    coords = [(yy - c_out) * factor + c_in, (xx - c_out) * factor + c_in]
+    out = np.clip(map_coordinates(h, coords, order=3, mode="constant", cval=0.0), 0, None)
+    return (out / out.sum()).astype(np.float32)
+
+
 def fwhm(profile: np.ndarray, spacing: float = 1.0) -> float:
     """Full width at half maximum of a 1D peak, by linear interpolation.
 

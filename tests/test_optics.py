@@ -98,3 +98,14 @@ def test_defocus_broadens_and_symmetric_terms_stay_symmetric():
         np.testing.assert_allclose(psf, psf[::-1, :], atol=1e-6)
     coma = zernike_psf(33, {7: 0.3}, fc)
     assert not np.allclose(coma, coma[::-1, ::-1], atol=1e-4)  # coma is not symmetric
+
+
+def test_rescale_psf_turns_the_airy_pattern_into_the_srpsf():
+    """airy(NA) narrowed by f / 2 is airy(NA f) on the half-size pixel grid."""
+    from dps_stages.optics import airy_psf, rescale_psf
+
+    wide = airy_psf(63, 525.0, 1.4, 65.0)
+    sr = airy_psf(31, 525.0, 1.4 * 1.9, 32.5)
+    got = rescale_psf(wide, 1.9 / 2, size=31)
+    assert abs(float(got.sum()) - 1) < 1e-5 and got.min() >= 0
+    assert np.abs(got - sr).max() < 0.02 * sr.max()

@@ -332,6 +332,28 @@ def test_train_infer_restore_commands(split, tmp_path):
     assert _train("resudbpn", tmp_path / "own", sim_img, "--pixel-size", "32.5") == 0
 
 
+def test_psf_identification_commands(tmp_path):
+    """dps train psfid (data drawn on the fly) and dps identify-psf with its srPSF."""
+    model = tmp_path / "psfid"
+    args = ["train", "psfid", str(model), "--steps", "2", "--batch", "2", "--patch", "32",
+            "--width", "4", "--depth", "2", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((model / "record.json").read_text())
+    assert record["give_params"] is False and record["data"]["examples"] > 0
+    rng = np.random.default_rng(4)
+    image = rng.poisson(200 * rng.random((2, 64, 64))).astype(np.float32)
+    out, sr, fig = tmp_path / "psf.tif", tmp_path / "sr.tif", tmp_path / "psf.png"
+    assert main(["identify-psf", str(tmp_path / "img.tif"), str(out), "--model", str(model)]) == 2
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    assert main(["identify-psf", str(tmp_path / "img.tif"), str(out), "--model", str(model),
+                 "--sr", str(sr), "--figure", str(fig), "--pixel-size", "65"]) == 0  # fmt: skip
+    psf = tifffile.imread(out)
+    assert psf.min() >= 0 and abs(psf.sum() - 1) < 1e-5
+    narrow = tifffile.imread(sr)
+    assert narrow.shape == psf.shape and abs(narrow.sum() - 1) < 1e-5
+    assert fig.stat().st_size > 0
+
+
 def test_network_commands_reject_bad_input(split, tmp_path, capsys):
     tif = tmp_path / "img.tif"
     tifffile.imwrite(tif, np.zeros((32, 32), np.float32))

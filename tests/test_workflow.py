@@ -83,8 +83,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     table = pd.read_csv(results / "metrics.tsv", sep="\t", dtype={"level": str})
     assert set(table["level"]) == {"50", "500"}
     stages = {"widefield", "raw_bg", "widefield_bg", "widefield_rl", "widefield_sparse",
-              "sim_wiener", "sim_sparse", "raw_dn", "sim_dn_wiener", "sim_dps", "sim_oidn", "sim_ar",
-              "sim_ar_bg", "sim_dbpn"}  # fmt: skip
+              "sim_wiener", "sim_sparse", "widefield_rl_id", "raw_dn", "sim_dn_wiener",
+              "sim_dps", "sim_oidn", "sim_ar", "sim_ar_bg", "sim_dbpn"}  # fmt: skip
     assert set(table["stage"]) == stages
     assert len(table) == 2 * len(stages) * 2  # levels x stages x images
     assert table["psnr"].notna().all() and table["resolution_nm"].notna().all()
@@ -149,7 +149,8 @@ def test_user_raw_frames_with_eight_frames_fail_clearly(tmp_path):
 
 @pytest.mark.e2e
 def test_user_widefield_image_without_ground_truth(tmp_path, rng):
-    """A user's widefield TIFF enters at background; metrics are resolution-only."""
+    """A user's widefield TIFF enters at background; metrics are resolution-only. Blind mode:
+    its PSF is identified and used for deconvolution."""
     yy, xx = np.mgrid[:64, :64]
     spot = 50 * np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 40.0)
     image = 200 + spot + rng.normal(0, 2, yy.shape)
@@ -157,7 +158,7 @@ def test_user_widefield_image_without_ground_truth(tmp_path, rng):
     tifffile.imwrite(source, image.astype(np.float32))
     config = tiny_config(
         datasets={"cells": {"source": str(source), "kind": "widefield",
-                            "optics": {"pixel_size": 80}}},
+                            "optics": {"pixel_size": 80, "psf": "identify"}}},
     )  # fmt: skip
     work = workdir_with(tmp_path / "w", config)
     run = snakemake("--cores", "2", cwd=work)
@@ -169,6 +170,14 @@ def test_user_widefield_image_without_ground_truth(tmp_path, rng):
     assert (table["pixel_size_nm"][:4] == 80).all()
     assert table["pixel_size_nm"].iloc[4] == 40  # Res-U-DBPN doubles the grid
     assert (work / "results" / "cells" / "input" / "final" / "widefield_rl.tif").exists()
+    # blind mode: the identified PSF (shown in the report) drove the deconvolution
+    psf_dir = work / "results" / "cells" / "input" / "psf"
+    assert (psf_dir / "identified.png").exists()
+    assert (work / "results" / "models" / "psfid" / "model.pt").exists()
+    from dps_stages.io import read_attrs
+
+    rl = read_attrs(work / "results" / "cells" / "input" / "widefield_rl.zarr")
+    assert rl["psf"] == str(psf_dir.relative_to(work) / "widefield.tif")
     # no simulated dataset: the networks trained on the hidden one, which is not evaluated
     assert (work / "results" / "models" / "resudbpn_widefield" / "model.pt").exists()
     assert not (work / "results" / "_training" / "metrics.tsv").exists()

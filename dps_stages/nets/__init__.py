@@ -27,9 +27,12 @@ from torch import nn
 from dps_stages.nets.artifact import ArtifactNet
 from dps_stages.nets.blocks import LocalNet, Reach
 from dps_stages.nets.denoise import DenoiseNet
-from dps_stages.nets.oidn import OIDN
 from dps_stages.nets.oidn import DEFAULT_ARCH as _OIDN_DEFAULT
+from dps_stages.nets.oidn import OIDN
 from dps_stages.nets.oidn import PAPER_ARCH as _OIDN_PAPER
+from dps_stages.nets.psfnet import DEFAULT_ARCH as _PSF_DEFAULT
+from dps_stages.nets.psfnet import PAPER_ARCH as _PSF_PAPER
+from dps_stages.nets.psfnet import PSFNet
 from dps_stages.nets.resudbpn import ResUDBPN
 from dps_stages.nets.resunet import ResUNet
 from dps_stages.nets.simnet import SIMNet
@@ -40,6 +43,7 @@ __all__ = [
     "DenoiseNet",
     "LocalNet",
     "OIDN",
+    "PSFNet",
     "Reach",
     "ResUDBPN",
     "ResUNet",
@@ -56,6 +60,7 @@ NETWORKS: dict[str, type[LocalNet]] = {
     "artifact": ArtifactNet,
     "resudbpn": ResUDBPN,
     "oidn": OIDN,
+    "psfid": PSFNet,
 }
 
 # Paper scale: 64 channels at full resolution, doubling to 512 over 3 levels, 2 residual
@@ -94,6 +99,8 @@ _DEFAULT = {
 
 _PAPER["oidn"] = _OIDN_PAPER
 _DEFAULT["oidn"] = _OIDN_DEFAULT
+_PAPER["psfid"] = _PSF_PAPER
+_DEFAULT["psfid"] = _PSF_DEFAULT
 
 
 def _lookup(table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:

@@ -61,6 +61,8 @@ def stage_chain(ds):
     """The stages of a dataset in DAG order, each with the stage its resolution gain is
     measured against (the widefield for every reconstruction from raw frames)."""
     kind = input_kind(ds)
+    # RL with the identified PSF: a row beside RL with the theory (blind datasets use it anyway)
+    identified = [] if blind(ds) else [("widefield_rl_id", "widefield")]
     if kind == "raw":
         return [
             ("widefield", None),
@@ -68,6 +70,7 @@ def stage_chain(ds):
             ("widefield_bg", "widefield"),
             ("widefield_rl", "widefield"),
             ("widefield_sparse", "widefield"),
+            *identified,
             ("sim_wiener", "widefield"),
             ("sim_sparse", "sim_wiener"),
             ("raw_dn", "widefield"),
@@ -84,6 +87,7 @@ def stage_chain(ds):
             ("widefield_bg", "widefield"),
             ("widefield_rl", "widefield"),
             ("widefield_sparse", "widefield"),
+            *identified,
             ("widefield_dbpn", "widefield_bg"),
         ]
     return [("sim", None), ("sim_bg", "sim"), ("sim_sparse", "sim"), ("sim_dbpn", "sim_bg")]
@@ -155,6 +159,39 @@ def train_options(net, ds=None):
     return f"{shlex.join(str(a) for a in args)} {optics_options(ds or train_dataset())}"
 
 
+def blind(ds):
+    """Blind mode: the dataset's PSF is identified from its widefield images."""
+    if optics(ds)["psf"] != "identify":
+        return False
+    if input_kind(ds) == "sim":
+        raise ValueError(
+            f"datasets.{ds}.optics.psf: 'identify' needs widefield images (kind raw or "
+            "widefield); a SIM image's PSF lies outside what the identification network learns"
+        )
+    return True
+
+
+def identified_psf(ds, level, grid):
+    """The identified PSF of a blind dataset: 'widefield' (camera grid) or 'sr' (SIM grid)."""
+    return f"{RESULTS}/{ds}/{level}/psf/{grid}.tif"
+
+
+def deconvolution_psf(ds, level, deconv):
+    """The PSF option of a deconvolution stage: theory (airy, sr) or the identified file."""
+    kind = DECONVOLUTION[deconv][1]
+    if blind(ds) or kind == "identified":
+        return identified_psf(ds, level, "sr" if kind == "sr" else "widefield")
+    return kind
+
+
+def deconvolve_inputs(w):
+    """A deconvolution's input image and, in blind mode, its identified PSF."""
+    inputs = {"image": deconvolution_input(w.ds, w.level, w.deconv)}
+    if blind(w.ds) or DECONVOLUTION[w.deconv][1] == "identified":
+        inputs["psf"] = deconvolution_psf(w.ds, w.level, w.deconv)
+    return inputs
+
+
 def sim_options():
     return (
         f"--wiener {config['sim']['wiener']} "
@@ -168,6 +205,8 @@ DECONVOLUTION = {
     "widefield_rl": ("rl", "airy"),
     "widefield_sparse": ("sparse", "airy"),
     "sim_sparse": ("sparse", "sr"),
+    # RL with the PSF identified by the network, beside RL with the theoretical PSF
+    "widefield_rl_id": ("rl", "identified"),
 }
 
 
@@ -263,6 +302,8 @@ def all_outputs():
         ]
         for level in levels(ds):
             out.append(f"{RESULTS}/{ds}/{level}/stages.png")
+            if input_kind(ds) != "sim":
+                out.append(f"{RESULTS}/{ds}/{level}/psf/identified.png")
             for stage in final_stages(ds):
                 out += [
                     f"{RESULTS}/{ds}/{level}/final/{stage}.ome.zarr",
@@ -304,3 +345,11 @@ def artifact_options(w, input):
 def infer_inputs(w):
     net, source, model = net_stages(w.ds)[w.net_stage]
     return {"image": stage_path(w.ds, w.level, source), "model": model}
+
+
+def dbpn_own_inputs(w):
+    inputs = {"image": stage_path(w.image_ds, "input", f"{input_kind(w.image_ds)}_bg")}
+    if blind(w.image_ds):
+        grid = "sr" if input_kind(w.image_ds) == "sim" else "widefield"
+        inputs["psf"] = identified_psf(w.image_ds, "input", grid)
+    return inputs

@@ -108,15 +108,65 @@ rule train_resudbpn:
         "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
 
 
+rule train_psfid:
+    output:
+        directory(f"{RESULTS}/models/psfid"),
+    log:
+        f"{RESULTS}/logs/models/train_psfid.log",
+    params:
+        opts=lambda w: train_options("psfid"),
+        theta=NET["psfid"]["theta_max"],
+        reblur=NET["psfid"]["loss"]["reblur"],
+        ckpt=f"{RESULTS}/models/.checkpoints/psfid.pt",
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps train psfid {output} --theta-max {params.theta} --w-reblur {params.reblur} "
+        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+
+
+rule identify_psf:
+    input:
+        image=f"{RESULTS}/{{ds}}/{{level}}/widefield_bg.zarr",
+        model=model_dir("psfid"),
+    output:
+        widefield=f"{RESULTS}/{{ds}}/{{level}}/psf/widefield.tif",
+        sr=f"{RESULTS}/{{ds}}/{{level}}/psf/sr.tif",
+        figure=report(
+            f"{RESULTS}/{{ds}}/{{level}}/psf/identified.png",
+            caption="../report/psf.rst",
+            category="Identified PSF (blind mode)",
+            labels={"dataset": "{ds}", "level": "{level}"},
+        ),
+    log:
+        f"{RESULTS}/logs/{{ds}}/identify_psf_{{level}}.log",
+    params:
+        optics=lambda w: optics_options(w.ds),
+        device=NET["device"],
+    threads: NET["threads"]
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps identify-psf {input.image} {output.widefield} --model {input.model} "
+        "--sr {output.sr} --figure {output.figure} {params.optics} --device {params.device} "
+        "--threads {threads} > {log} 2>&1"
+
+
+
+
 rule train_resudbpn_own:
     input:
-        lambda w: stage_path(w.image_ds, "input", f"{input_kind(w.image_ds)}_bg"),
+        unpack(dbpn_own_inputs),
     output:
         directory(f"{RESULTS}/{{image_ds}}/model_resudbpn"),
     log:
         f"{RESULTS}/logs/{{image_ds}}/train_resudbpn.log",
     params:
-        psf=lambda w: "sr" if input_kind(w.image_ds) == "sim" else "airy",
+        psf=lambda w, input: input.get("psf")
+        or ("sr" if input_kind(w.image_ds) == "sim" else "airy"),
         opts=lambda w: train_options("resudbpn", w.image_ds),
         ckpt=lambda w: f"{RESULTS}/models/.checkpoints/resudbpn_{w.image_ds}.pt",
     threads: NET["threads"]
@@ -125,7 +175,7 @@ rule train_resudbpn_own:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps train resudbpn {output} --data {input} --psf {params.psf} "
+        "dps train resudbpn {output} --data {input.image} --psf {params.psf} "
         "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
 
 

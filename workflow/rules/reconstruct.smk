@@ -23,7 +23,7 @@ rule sim_reconstruct:
 
 rule deconvolve:
     input:
-        lambda w: deconvolution_input(w.ds, w.level, w.deconv),
+        unpack(deconvolve_inputs),
     output:
         directory(f"{RESULTS}/{{ds}}/{{level}}/{{deconv}}.zarr"),
     log:
@@ -32,7 +32,7 @@ rule deconvolve:
         deconv="|".join(DECONVOLUTION),
     params:
         method=lambda w: DECONVOLUTION[w.deconv][0],
-        psf=lambda w: DECONVOLUTION[w.deconv][1],
+        psf=lambda w: deconvolution_psf(w.ds, w.level, w.deconv),
         iterations=lambda w: config["deconvolution"][DECONVOLUTION[w.deconv][0]]["iterations"],
         sparse=(
             f"--fidelity {config['deconvolution']['sparse']['fidelity']} "
@@ -42,6 +42,6 @@ rule deconvolve:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps deconvolve {input} {output} --method {params.method} --psf {params.psf} "
+        "dps deconvolve {input.image} {output} --method {params.method} --psf {params.psf} "
         "--iterations {params.iterations} {params.sparse} {params.optics} "
         "--stage {wildcards.deconv} > {log} 2>&1"
