@@ -492,7 +492,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--model", type=Path, required=True, help="model folder (dps train psfid)")
     p.add_argument("--sr", type=Path, help="also the srPSF on the SIM grid (TIFF)")
     p.add_argument("--figure", type=Path, help="PNG: identified against the theoretical PSF")
-    p.add_argument("--theta-max", type=float, default=0.15, help="for a --give-params model")
+    p.add_argument(
+        "--theta-max", type=float, default=0.15,
+        help="for a --give-params model: the aberration level of this image (largest |Zernike "
+        "coefficient|, waves); the model reads it as the level, not as a bound",
+    )  # fmt: skip
     _add_device(p)
     _add_optics(p)
     p.set_defaults(func=cmd_identify_psf, pixel_size=None)
