@@ -34,6 +34,11 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bench_decorrelation.py
 	$(BIN)/python benchmarks/bench_background.py
+	$(BIN)/python benchmarks/bench_deconvolution.py
+	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_psf_id.py
+	$(BIN)/python benchmarks/bench_networks.py --speed
+	@echo "after 'make run': python benchmarks/bench_networks.py --run results"
 
 clean:
 	rm -rf results .snakemake
