@@ -20,7 +20,8 @@ from dps_stages.nets.blocks import (
 )
 from dps_stages.nets.resunet import ResUNet
 
-NAMES = list(nets.NETWORKS)
+# the DPS networks: local, tile-exact (OIDN and PSFNet have their own tests)
+NAMES = ["denoise", "sim", "artifact", "resudbpn"]
 CHANNELS = {"denoise": (9, 9), "sim": (9, 1), "artifact": (1, 1), "resudbpn": (1, 1)}
 
 
@@ -245,7 +246,8 @@ def test_paper_and_default_scale():
 
 
 def test_registry():
-    assert set(nets.NETWORKS) == {"denoise", "sim", "artifact", "resudbpn"}
+    assert set(nets.NETWORKS) == {"denoise", "sim", "artifact", "resudbpn", "oidn", "psfid"}
+    assert not nets.NETWORKS["oidn"].local and not nets.NETWORKS["psfid"].local
     for name in NAMES:
         arch = nets.default_arch(name)
         arch["width"] = -1  # a fresh dict each time
