@@ -22,3 +22,15 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: at test sizes a second gains little, and when other jobs share the
+    cores the threads' spin-waiting made the network tests up to 25 times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

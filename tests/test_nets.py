@@ -25,14 +25,7 @@ NAMES = ["denoise", "sim", "artifact", "resudbpn"]
 CHANNELS = {"denoise": (9, 9), "sim": (9, 1), "artifact": (1, 1), "resudbpn": (1, 1)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # at these sizes a second thread gains little, and when other jobs share the cores the
-    # threads' spin-waiting at every operation made this file 25 times slower (4 s -> 2 min)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name: str, **over) -> dict:

@@ -18,14 +18,7 @@ from dps_stages.losses import (
 from dps_stages.nets.oidn import DEFAULT_ARCH, OIDN, PAPER_ARCH, RadialPSF
 from dps_stages.optics import airy_psf, fwhm, sr_psf
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the cores are shared with other jobs: one thread, no spin-waiting
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = {"frames": 9, "width": 8, "groups": 1, "blocks": 1, "group_conv": 2}

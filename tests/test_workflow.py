@@ -112,6 +112,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         assert {"model.pt", "record.json", "loss.tsv", "loss.png"} <= {
             p.name for p in folder.iterdir()
         }
+    figures = work / "results" / "models" / "figures"
+    assert (figures / "oidn_psf.png").exists() and (figures / "denoise_loss.png").exists()
     dbpn = table[table["stage"] == "sim_dbpn"]
     assert set(dbpn["grid"]) == {"4x"} and (dbpn["pixel_size_nm"] == 16.25).all()
     assert (dbpn["input"] == "sim_ar_bg").all() and dbpn["resolution_gain"].notna().all()

@@ -292,8 +292,26 @@ def stage_options(w, with_input=True):
     return shlex.join(parts)
 
 
+def trained_networks():
+    """The shared networks the DAG uses: the DPS chain and OIDN for raw frames, Res-U-DBPN
+    (one for SIM, one for widefield images) unless a dataset trains its own, and PSF
+    identification where a widefield image is deconvolved."""
+    nets = []
+    for ds in EVALUATED:
+        kind = input_kind(ds)
+        if kind == "raw":
+            nets += ["denoise", "sim", "artifact", "oidn", "resudbpn", "psfid"]
+        elif not DATASETS[ds].get("self_supervised"):
+            nets.append("resudbpn" if kind == "sim" else "resudbpn_widefield")
+        if kind == "widefield":
+            nets.append("psfid")
+    return list(dict.fromkeys(nets))
+
+
 def all_outputs():
-    out = []
+    out = [f"{RESULTS}/models/figures/{net}_loss.png" for net in trained_networks()]
+    if "oidn" in trained_networks():
+        out.append(f"{RESULTS}/models/figures/oidn_psf.png")
     for ds in EVALUATED:
         out += [
             f"{RESULTS}/{ds}/metrics.tsv",

@@ -199,3 +199,24 @@ rule infer:
         "dps infer {params.net} {input.image} {output} --model {input.model} "
         "--tile {params.tile} --device {params.device} --threads {threads} "
         "--stage {wildcards.net_stage} > {log} 2>&1"
+
+
+rule model_figure:
+    input:
+        lambda w: model_dir(w.net),
+    output:
+        report(
+            f"{RESULTS}/models/figures/{{net}}_{{figure}}.png",
+            caption="../report/model_figure.rst",
+            category="Training",
+            labels={"network": "{net}", "figure": "{figure}"},
+        ),
+    log:
+        f"{RESULTS}/logs/models/figure_{{net}}_{{figure}}.log",
+    wildcard_constraints:
+        net="|".join(NETWORK_NAMES + ("psfid", "resudbpn_widefield")),
+        figure="loss|psf",
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "cp {input}/{wildcards.figure}.png {output} > {log} 2>&1"
