@@ -20,16 +20,6 @@ from dps_stages.training import SIM_NETWORKS
 
 log = logging.getLogger("dps.chain")
 
-#: network name -> model folder name in a models directory; Res-U-DBPN has one per PSF
-MODEL_DIRS = {
-    "denoise": "denoise",
-    "sim": "sim",
-    "oidn": "oidn",
-    "artifact": "artifact",
-    "resudbpn": "resudbpn",
-    "resudbpn_widefield": "resudbpn_widefield",
-}
-
 
 def run_network(
     model, stack: np.ndarray | da.Array, *, tile: int | None = 256, denormalise: bool = False
@@ -75,8 +65,8 @@ def restore(
     models = Path(models)
 
     def model(name: str, expect: str):
-        path = models / MODEL_DIRS[name]
-        return load_model(path, expect=expect, device=dev)
+        # a models folder holds one folder per network, as `results/models` does
+        return load_model(models / name, expect=expect, device=dev)
 
     steps: list[dict[str, Any]] = []
     pixel = optics.pixel_size

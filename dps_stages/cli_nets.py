@@ -302,21 +302,12 @@ def _psf_figure(psf: np.ndarray, args: argparse.Namespace, pixel: float | None, 
 
 
 def _input_psf(args: argparse.Namespace, optics, grid: str) -> np.ndarray:
-    """The PSF that makes simulated training images from the truth of ``grid``."""
-    from dps_stages.optics import airy_psf, psf_size_for, sr_psf
+    """The PSF that makes simulated training images from the truth of ``grid``: the same
+    Airy / srPSF / file choice as `dps deconvolve --psf`, on that grid, untruncated."""
+    from dps_stages.cli import _psf_for
 
     pixel = optics.pixel_size / 2 if grid == "2x" else optics.pixel_size
-    if args.psf == "sr":
-        size = psf_size_for(args.wavelength, args.na * args.modulation_factor, pixel) | 1
-        return sr_psf(size, args.wavelength, args.na, pixel, args.modulation_factor)
-    if args.psf == "airy":
-        return airy_psf(
-            psf_size_for(args.wavelength, args.na, pixel) | 1, args.wavelength, args.na, pixel
-        )
-    from dps_stages.cli import _read_2d
-
-    psf = _read_2d(args.psf)[0].astype(np.float64)
-    return (psf / psf.sum()).astype(np.float32)
+    return _psf_for(args, pixel, (10**6, 10**6))
 
 
 def _is_simulated(path: Path) -> bool:

@@ -41,6 +41,7 @@ from dps_stages import io
 from dps_stages.inference import (
     MODEL_FILE,
     RECORD_FILE,
+    normalise,
     percentile_range,
     restore_stack,
     save_model,
@@ -81,12 +82,8 @@ class Pairs:
         return h.hexdigest()[:16]
 
 
-def _norm(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return ((np.asarray(x, np.float32) - lo) / (hi - lo)).astype(np.float32)
-
-
 def normalise_input(x: np.ndarray) -> np.ndarray:
-    return _norm(x, *percentile_range(x))
+    return normalise(x, *percentile_range(x))
 
 
 def normalise_target(truth: np.ndarray) -> np.ndarray:
@@ -119,8 +116,8 @@ def denoise_pairs(store: str | Path) -> Pairs:
             noisy = raw[n, li]
             expected = gain * photons * clean[n] + offset
             lo, hi = percentile_range(noisy)
-            inputs.append(_norm(noisy, lo, hi))
-            targets.append(_norm(expected, lo, hi))
+            inputs.append(normalise(noisy, lo, hi))
+            targets.append(normalise(expected, lo, hi))
     return Pairs(inputs, targets, 1, {"store": str(store), "levels": attrs["levels"]})
 
 
@@ -380,13 +377,14 @@ def train(
     rng = np.random.default_rng([settings.seed, NET_IDS[net]])
     sampler = pairs.sampler(settings.patch, model.multiple, rng)
     val = val_pairs.validation(model.multiple, 2 * sampler.patch) if val_pairs else None
+    data_digest = pairs.digest()  # hashes every training array: once
     signature = hashlib.sha256(
         json.dumps(
             {
                 "net": net,
                 "arch": arch,
                 "settings": asdict(settings) | {"device": None},
-                "data": pairs.digest(),
+                "data": data_digest,
                 "val": val_pairs.digest() if val_pairs else None,
             },
             sort_keys=True,
@@ -458,7 +456,7 @@ def train(
         "parameters": nets.count_parameters(model),
         "settings": asdict(settings),
         "device": str(device),
-        "data": pairs.description | {"examples": len(pairs), "digest": pairs.digest()},
+        "data": pairs.description | {"examples": len(pairs), "digest": data_digest},
         "validation": (val_pairs.description | {"examples": len(val_pairs)}) if val_pairs else None,
         "loss": type(loss_fn).__name__,
         "loss_features": getattr(loss_fn, "source", None),

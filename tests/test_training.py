@@ -150,31 +150,18 @@ def test_interrupted_training_resumes_to_the_same_model(split, tmp_path, monkeyp
         return original(self, size)
 
     monkeypatch.setattr(training.PatchSampler, "batch", failing)
+
+    def with_checkpoint() -> dict:
+        return training.train(
+            "denoise", arch, pairs, pairs, DenoiseLoss(), tmp_path / "b", _settings(),
+            checkpoint=ckpt, progress=False,
+        )  # fmt: skip
+
     with pytest.raises(KeyboardInterrupt):
-        training.train(
-            "denoise",
-            arch,
-            pairs,
-            pairs,
-            DenoiseLoss(),
-            tmp_path / "b",
-            _settings(),
-            checkpoint=ckpt,
-            progress=False,
-        )
+        with_checkpoint()
     assert ckpt.is_file() and not (tmp_path / "b").exists()
     monkeypatch.setattr(training.PatchSampler, "batch", original)
-    resumed = training.train(
-        "denoise",
-        arch,
-        pairs,
-        pairs,
-        DenoiseLoss(),
-        tmp_path / "b",
-        _settings(),
-        checkpoint=ckpt,
-        progress=False,
-    )
+    resumed = with_checkpoint()
     assert resumed["steps_resumed_from"] == 3
     assert not ckpt.exists()
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
