@@ -333,7 +333,12 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     optics = _optics(args, meta)
     wiener = args.wiener if args.wiener == "auto" else float(args.wiener)
     images, params = reconstruct_stack(
-        raw, optics, wiener=wiener, wiener_factor=args.wiener_factor, otf_decay=args.otf_decay
+        raw,
+        optics,
+        wiener=wiener,
+        wiener_factor=args.wiener_factor,
+        otf_decay=args.otf_decay,
+        local_wiener=args.local_wiener,
     )
     for i, p in enumerate(params):
         log.info("image %d: estimated %s", i, json.dumps(p.to_dict()))
@@ -524,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--otf-decay", type=float, default=1.0,
         help="damping a of the model OTF (a**q, fairSIM's approximate OTF; 1: ideal)",
+    )  # fmt: skip
+    p.add_argument(
+        "--local-wiener", type=float, default=1.5,
+        help="local noise suppression of the background grain (Lee 1980); 0: off",
     )  # fmt: skip
     p.add_argument("--stage", help="name recorded in the output's attributes")
     _add_optics(p)

@@ -41,7 +41,12 @@ def _arch(args: argparse.Namespace) -> dict[str, Any]:
 
 def _sim_kw(args: argparse.Namespace) -> dict[str, Any]:
     wiener = args.wiener if args.wiener == "auto" else float(args.wiener)
-    return {"wiener": wiener, "wiener_factor": args.wiener_factor, "otf_decay": args.otf_decay}
+    return {
+        "wiener": wiener,
+        "wiener_factor": args.wiener_factor,
+        "otf_decay": args.otf_decay,
+        "local_wiener": args.local_wiener,
+    }
 
 
 def _dbpn_psf(args: argparse.Namespace, pixel_size: float) -> tuple[np.ndarray, dict[str, Any]]:
@@ -404,6 +409,7 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wiener", type=_wiener, default="auto")
     g.add_argument("--wiener-factor", type=float, default=3.0)
     g.add_argument("--otf-decay", type=float, default=1.0)
+    g.add_argument("--local-wiener", type=float, default=1.5)
     g.add_argument(
         "--background-radius",
         type=float,

@@ -127,6 +127,36 @@ the band's shifted OTF and:
   ripple, on three directions, rings at the pattern frequency around bright points and
   gives a honeycomb in the dark background between filaments.
 
+Local noise suppression (``local_wiener``, default 1.5)
+-------------------------------------------------------
+The generalised Wiener filter amplifies noise most where the combined weight ``D(f) = sum_j
+c_j A_j |O_j|^2`` falls to about ``w^2``: its noise transfer ``A^2 V / (D + w^2)^2`` (``V =
+sum_j c_j A_j^2 |O_j|^2``, about ``D``) peaks there. With low modulation and a damped OTF
+(the real TIRF data: ``m`` 0.23-0.51, ``otf_decay=0.1``) that is an annulus around ``|k|``
+(0.45-1.35 ``f_c``, peak near 0.75 ``f_c``, about 125 times the transfer at zero frequency,
+six-fold modulated), and the shot noise it passes shows as a honeycomb-like grain of that
+period in the dark background. No linear filter removes it without removing the signal of
+those frequencies too (it costs SSIM and resolution: see benchmarks/RESULTS.md). The output
+is therefore split into a smooth estimate ``b`` (the same filter with the Wiener parameter
+``local_wiener_smooth`` times larger) and the detail ``d = x - b`` (the difference of the two
+filters, ``F_d = A (1/(D + w^2) - 1/(D + (s w)^2))``), and the detail is kept in proportion
+to its local signal-to-noise ratio, the local linear minimum-mean-square-error (adaptive
+Wiener) estimate of Lee (IEEE Trans. Pattern Anal. Mach. Intell. 2, 165, 1980) and Kuan et
+al. (ibid. 7, 165, 1985, signal-dependent noise):
+
+``x_out(r) = b(r) + max(0, 1 - kappa nu(r) / <d^2>(r)) d(r)``,
+
+``<d^2>`` the local mean of ``d^2`` (Gaussian window of ``local_wiener_sigma`` output
+pixels) and ``nu(r) = s^2(r) G_d`` the variance that the frames' noise gives ``d``: ``G_d =
+(N / M^2) sum_f |F_d(f)|^2 V'(f)`` by Parseval (``N``, ``M`` the pixel counts of the camera
+and the 2x grid, ``V'`` the noise weights of the bands with the actual mixing rows), and
+``s^2(r)`` the frames' local white-noise variance, measured beyond 1.1 ``f_c`` where they
+hold no signal (shot noise makes it follow the brightness). ``kappa = local_wiener``;
+None or 0 turns the step off (the plain Wiener output). Where structure stands out of the
+noise the detail is kept whole; in the dark background, where ``<d^2>`` is about ``nu``,
+it is dropped and the smooth estimate remains. Noise-free frames give ``nu = 0`` and the
+plain output.
+
 Edges: the FFT treats the image as periodic. The zero bands are built from the periodic
 components of the frames (periodic plus smooth decomposition, Moisan, J. Math. Imaging Vis.
 39, 161, 2011: ``u = p + s``, ``s`` the smooth image whose discrete Laplacian equals that of
@@ -158,6 +188,7 @@ from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
+from scipy import ndimage as ndi
 
 from .optics import Optics
 
@@ -944,6 +975,33 @@ def auto_wiener(frames: np.ndarray, optics: Optics, *, otf_decay: float = 1.0,
     return _auto_wiener(xp, float(optics.cutoff_per_pixel), float(otf_decay), bool(pixel_otf))
 
 
+def _local_noise_variance(xp: np.ndarray, cutoff: float, sigma: float = 2.0) -> np.ndarray | None:
+    """Local variance of the frames' white noise per camera pixel, ``(y, x)`` float32.
+
+    The sum of the nine (periodic) frames is high-passed to ``|f| > 1.1 f_c`` (beyond the
+    OTF no signal is left, only noise), squared, smoothed by a Gaussian of ``sigma`` camera
+    pixels and divided by ``9`` times the fraction of the spectrum kept: ``s^2(r)`` with
+    ``E[n_p(r)^2] = s^2(r)`` for each frame. Shot noise makes it follow the local brightness.
+    None when the region beyond the cutoff is too small to measure it (under-sampled data).
+    """
+    ny, nx = xp.shape[-2:]
+    fy = _freqs(ny, 1.0)[:, None]
+    fx = (np.arange(nx // 2 + 1, dtype=np.float32) / np.float32(nx))[None, :]
+    keep = np.hypot(fy, fx) > np.float32(1.1 * cutoff)
+    frac = (keep[:, 0].sum() + 2.0 * keep[:, 1:].sum()) / float(ny * nx)  # of the full grid
+    if frac * ny * nx < 256:
+        return None
+    hp = sfft.irfft2(sfft.rfft2(xp.sum(axis=0), workers=_WORKERS) * keep, s=(ny, nx),
+                     workers=_WORKERS)  # fmt: skip
+    v = ndi.gaussian_filter((hp * hp).astype(np.float32), sigma, mode="reflect")
+    return (v / np.float32(9.0 * frac)).astype(np.float32)
+
+
+def _upsample2(v: np.ndarray) -> np.ndarray:
+    """Pixel replication of a smooth map to the 2x grid."""
+    return np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)
+
+
 def reconstruct(
     frames: np.ndarray,
     optics: Optics,
@@ -960,6 +1018,9 @@ def reconstruct(
     otf_decay: float = 1.0,
     pixel_otf: bool = True,
     band_weights: str = "snr",
+    local_wiener: float | None = 1.5,
+    local_wiener_smooth: float = 4.0,
+    local_wiener_sigma: float = 4.0,
     min_modulation: float = 0.2,
     min_significance: float = 10.0,
     edge: int = 16,
@@ -1000,6 +1061,12 @@ def reconstruct(
         OTF model (see :func:`otf_values`).
     band_weights
         ``"snr"`` (side bands weighted by ``m^2 / 4``, minimum variance) or ``"equal"``.
+    local_wiener, local_wiener_smooth, local_wiener_sigma
+        Local noise suppression (module docstring): the detail between the output and a
+        smooth estimate (Wiener parameter ``local_wiener_smooth`` times larger) is kept in
+        proportion ``max(0, 1 - local_wiener nu / <d^2>)`` to its local signal-to-noise ratio
+        (Lee 1980), ``<d^2>`` over a Gaussian window of ``local_wiener_sigma`` output pixels.
+        None or 0: off (the plain generalised Wiener output).
     min_modulation
         With ``"equal"`` weights the side bands are divided by ``max(m_a, min_modulation)``
         (noise guard); unused with ``"snr"`` (the weight ``m^2 / 4`` cancels the division).
@@ -1057,22 +1124,29 @@ def reconstruct(
         raise ValueError(f"attenuation_mode must be 'weight' or 'otf'; got {attenuation_mode!r}")
     square_att = attenuation_mode == "otf"
 
-    def weight_at(ky: float, kx: float, attenuate: bool) -> np.ndarray:
+    def weight_at(ky: float, kx: float, attenuate: bool) -> tuple[np.ndarray, np.ndarray]:
         """Denominator term of a band whose origin sits at ``f = (ky, kx)``: ``A O^2``
-        (``attenuation_mode="weight"``) or ``A^2 O^2`` (``"otf"``)."""
+        (``attenuation_mode="weight"``) or ``A^2 O^2`` (``"otf"``); and its noise term
+        ``A^2 O^2``."""
         gy, gx = fy2 - np.float32(ky), fx2 - np.float32(kx)
         o = otf_values(gy, gx, cutoff, decay=decay, pixel=pix)
         o2 = o * o
+        v2 = o2  # noise term A^2 O^2 of the band (per unit band weight)
         if att is not None and attenuate:
             a = _attenuation(gy, gx, *att)
-            o2 *= a * a if square_att else a
-        return o2
+            v2 = o2 * (a * a)
+            o2 = v2 if square_att else o2 * a
+        return o2, v2
 
     # zero bands: row 0 of each angle's mixing inverse is real
     w0 = np.concatenate([_mixing_inverse(params.phases[a])[0].real for a in range(3)])
     c0 = sfft.fft2(np.tensordot(w0.astype(np.float32), xp, axes=1), workers=_WORKERS) * w_zero
     num = _pad_to(c0, (my, mx))[:, :hx]
-    den = 3.0 * weight_at(0.0, 0.0, attenuate_zero_band)
+    den, noise = weight_at(0.0, 0.0, attenuate_zero_band)
+    # den: sum of the bands' A O^2; noise: variance of num per unit frame-noise variance and
+    # camera pixel (white noise), divided by the number of pixels
+    den = 3.0 * den
+    noise = np.float32(np.sum(w0 * w0)) * noise
 
     if band_weights not in ("snr", "equal"):
         raise ValueError(f"band_weights must be 'snr' or 'equal'; got {band_weights!r}")
@@ -1104,7 +1178,10 @@ def reconstruct(
         # S_+1(f) = C_+1(f + k) (OTF O(f + k)); S_-1(f) = conj(S_+1(-f)) (OTF O(f - k))
         num += s_plus[:, :hx]
         num += np.conj(s_plus[np.ix_(iy_neg, ix_neg)])
-        den += np.float32(c) * (weight_at(-ky, -kx, True) + weight_at(ky, kx, True))
+        dm, vm = weight_at(-ky, -kx, True)
+        dp, vp = weight_at(ky, kx, True)
+        den += np.float32(c) * (dm + dp)
+        noise += np.float32(scale * scale * np.sum(np.abs(u) ** 2)) * (vm + vp)
 
     f_ext = cutoff + (float(max(params.frequencies[used])) if used else 0.0)
     if isinstance(wiener, str):
@@ -1115,13 +1192,40 @@ def reconstruct(
     apo = _apodisation(fy2, fx2, apodisation, apodisation_cutoff * f_ext, apodisation_bend)
     if apo is not None:
         filt *= apo
-    spec = num * filt
-    # the smooth component, interpolated (not filtered)
-    spec += _pad_to(sfft.fft2(smooth.mean(axis=0), workers=_WORKERS), (my, mx))[:, :hx] * 4.0
     # output pixel j at camera coordinate j/2 - 1/4
-    spec *= np.exp(-0.5j * np.pi * fy2).astype(np.complex64)
-    spec *= np.exp(-0.5j * np.pi * fx2).astype(np.complex64)
-    out = sfft.irfft2(spec, s=(my, mx), workers=_WORKERS)
+    shift = np.exp(-0.5j * np.pi * fy2).astype(np.complex64) * np.exp(-0.5j * np.pi * fx2).astype(
+        np.complex64
+    )
+    # the smooth component, interpolated (not filtered)
+    spec_s = _pad_to(sfft.fft2(smooth.mean(axis=0), workers=_WORKERS), (my, mx))[:, :hx] * 4.0
+    frame_var = None
+    if local_wiener is not None and local_wiener > 0:
+        frame_var = _local_noise_variance(xp, cutoff)
+    if frame_var is None:
+        spec = (num * filt + spec_s) * shift
+        out = sfft.irfft2(spec, s=(my, mx), workers=_WORKERS)
+        return out.astype(np.float32, copy=False), params
+    # local Wiener step (see the module docstring, *Local noise suppression*)
+    w2s = np.float32((float(local_wiener_smooth) * float(wiener)) ** 2)
+    filt_s = np.float32(4.0) / (den + w2s)
+    if apo is not None:
+        filt_s *= apo
+    filt_d = filt - filt_s
+    # variance of the detail image per unit frame-noise variance: Parseval over the full
+    # spectrum (the rfft half counts twice, except its first and, for even mx, last column)
+    col = np.full(hx, 2.0, dtype=np.float64)
+    col[0] = 1.0
+    if mx % 2 == 0:
+        col[-1] = 1.0
+    g_d = float(np.sum((filt_d * filt_d * noise).astype(np.float64) @ col)) * ny * nx
+    g_d /= float(my * mx) ** 2
+    base = sfft.irfft2((num * filt_s + spec_s) * shift, s=(my, mx), workers=_WORKERS)
+    detail = sfft.irfft2(num * filt_d * shift, s=(my, mx), workers=_WORKERS)
+    sig = float(local_wiener_sigma)
+    local_var = ndi.gaussian_filter(detail * detail, sig, mode="reflect")
+    nu = np.float32(float(local_wiener) * g_d) * _upsample2(frame_var)
+    alpha = np.clip(1.0 - nu / np.maximum(local_var, np.float32(1e-30)), 0.0, 1.0)
+    out = base + alpha * detail
     return out.astype(np.float32, copy=False), params
 
 

@@ -196,7 +196,8 @@ def sim_options():
     return (
         f"--wiener {config['sim']['wiener']} "
         f"--wiener-factor {config['sim']['wiener_factor']} "
-        f"--otf-decay {config['sim']['otf_decay']}"
+        f"--otf-decay {config['sim']['otf_decay']} "
+        f"--local-wiener {config['sim']['local_wiener']}"
     )
 
 
