@@ -49,6 +49,15 @@ def _match(params: sim.SIMParameters, truth: SIMPattern) -> tuple[np.ndarray, np
     return dk, dphi
 
 
+def hexagonal_pattern(modulation: float) -> SIMPattern:
+    """Three angles 60 degrees apart, |k| = 0.31 cycles/px, equal phase steps."""
+    return SIMPattern(
+        k=[[0.0, 0.31], [0.27, -0.155], [0.27, 0.155]],
+        phases=np.arange(9).reshape(3, 3) * 2 * np.pi / 3 + 0.4,
+        modulation=modulation,
+    )
+
+
 @pytest.mark.parametrize("name", ["microtubules", "ccps", "er", "actin"])
 def test_parameters_match_truth(samples, name):
     d = samples[name]
@@ -156,11 +165,7 @@ def test_flat_input_gives_flat_output():
     assert np.all(np.isfinite(img))
     assert img.std() / img.mean() < 1e-3
     # a uniform object under the SIM pattern: the stripes must go, nothing appears
-    truth = SIMPattern(
-        k=[[0.0, 0.31], [0.27, -0.155], [0.27, 0.155]],
-        phases=np.arange(9).reshape(3, 3) * 2 * np.pi / 3 + 0.4,
-        modulation=0.8,
-    )
+    truth = hexagonal_pattern(0.8)
     y, x = np.mgrid[0:96, 0:96]
     amp = 0.8 * float(sim.otf_values(np.array(0.0), np.array(0.31), OPTICS.cutoff_per_pixel))
     raw = np.stack(
@@ -238,11 +243,7 @@ def test_no_residual_pattern_peaks_on_a_sparse_bright_object():
     around |k_a| that a constant Wiener parameter over-amplifies)."""
     rng = np.random.default_rng(7)
     n = 96
-    truth = SIMPattern(
-        k=[[0.0, 0.31], [0.27, -0.155], [0.27, 0.155]],
-        phases=np.arange(9).reshape(3, 3) * 2 * np.pi / 3 + 0.4,
-        modulation=0.8,
-    )
+    truth = hexagonal_pattern(0.8)
     obj = np.zeros((2 * n, 2 * n))
     pos = rng.integers(24, 2 * n - 24, size=(12, 2))
     obj[pos[:, 0], pos[:, 1]] = 1.0
@@ -285,11 +286,7 @@ def test_attenuation_as_band_weight_reduces_ringing_around_bright_points():
     default: ``A`` as a band weight, the transfer at most the apodisation) rings less."""
     rng = np.random.default_rng(8)
     n = 96
-    truth = SIMPattern(
-        k=[[0.0, 0.31], [0.27, -0.155], [0.27, 0.155]],
-        phases=np.arange(9).reshape(3, 3) * 2 * np.pi / 3 + 0.4,
-        modulation=0.8,
-    )
+    truth = hexagonal_pattern(0.8)
     obj = np.zeros((2 * n, 2 * n))
     pos = rng.integers(24, 2 * n - 24, size=(12, 2))
     obj[pos[:, 0], pos[:, 1]] = 1.0
@@ -324,11 +321,7 @@ def test_local_wiener_removes_the_noise_ring():
     f_c stays near that of 0.1-0.3 f_c, and no radial bin rises far above it."""
     rng = np.random.default_rng(3)
     n = 128
-    truth = SIMPattern(
-        k=[[0.0, 0.31], [0.27, -0.155], [0.27, 0.155]],
-        phases=np.arange(9).reshape(3, 3) * 2 * np.pi / 3 + 0.4,
-        modulation=0.5,
-    )
+    truth = hexagonal_pattern(0.5)
     p = sim.SIMParameters.from_pattern(truth)
     raw = rng.poisson(200.0, (9, n, n)).astype(np.float32)
     f = np.fft.fftfreq(2 * n, 0.5)
