@@ -41,6 +41,14 @@ def tiny_config(**overrides) -> dict:
     return config
 
 
+def merged(config: dict, change: dict) -> dict:
+    """``config`` with the nested values of ``change`` put in (a copy)."""
+    out = dict(config)
+    for key, value in change.items():
+        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
 def test_default_config_dry_run_and_lint():
     dry = snakemake("-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stderr
@@ -125,6 +133,19 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     # a rerun with the same config is a no-op, and a fresh run gives identical numbers
     again = snakemake("--cores", "2", "-n", cwd=work)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # a changed setting reruns what reads it, and only that (the `settings` params)
+    for change, rerun, kept in (
+        ({"networks": {"denoise": {"steps": 4}}}, {"train_denoise", "infer"},
+         {"simulate", "train_psfid", "deconvolve"}),
+        ({"sim": {"local_wiener": 0.5}}, {"sim_reconstruct", "train_artifact"},
+         {"simulate", "train_denoise", "train_psfid"}),
+        ({"deconvolution": {"rl": {"iterations": 3}}}, {"deconvolve"},
+         {"sim_reconstruct", "train_denoise"}),
+    ):  # fmt: skip
+        (work / "changed.yaml").write_text(yaml.safe_dump(merged(tiny_config(), change)))
+        dry = snakemake("-n", "--quiet", "rules", "--configfile", "changed.yaml", cwd=work)
+        scheduled = {line.split()[0] for line in dry.stdout.splitlines() if line[:1].isalpha()}
+        assert rerun <= scheduled and not kept & scheduled, (change, sorted(scheduled))
     shutil.rmtree(work / "results")
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
     assert snakemake("--cores", "2", cwd=work).returncode == 0

@@ -1,4 +1,6 @@
 # Helpers shared by the rules: paths, dataset lookups and the stage chain. No rules here.
+import hashlib
+import json
 import re
 import shlex
 
@@ -19,6 +21,37 @@ USER = [ds for ds in DATASETS if ds not in SIMULATED]
 USER_RAW = [ds for ds in USER if DATASETS[ds]["kind"] == "raw"]
 USER_IMAGE = [ds for ds in USER if ds not in USER_RAW]
 SPLITS = ("train", "val", "test")
+
+
+def settings_digest(*parts):
+    """A short digest of config values, for a rule's `settings` param.
+
+    Snakemake's params rerun trigger skips params computed by functions (they may depend on
+    inputs), and most rules compute their options per wildcard. A plain string param holding a
+    digest of the config values a rule reads makes a change of those values rerun its jobs.
+    """
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: the top-level optics and the seed, which every dataset's stages read. A dataset's own
+#: entry is left out so that adding a dataset does not rerun the others; a change of its
+#: source reruns its jobs through their inputs, a change of its optics override does not.
+DATA_SETTINGS = settings_digest(config["optics"], config["seed"])
+
+
+def train_settings(net):
+    """The config values a network's training reads: its own block, the shared network
+    settings, the training dataset and the optics; for artifact removal, whose inputs are
+    Wiener images after background removal, also `sim` and `background` (devices, threads
+    and tiles do not change the result)."""
+    shared = {k: NET[k] for k in ("scale", "sim_method", "vgg16_weights", "simulate")}
+    try:
+        data = DATASETS[train_dataset()]
+    except ValueError:  # every network has a model: the training rules are not used
+        data = None
+    inputs = (config["sim"], config["background"]) if net == "artifact" else ()
+    return settings_digest(NET[net], shared, data, DATA_SETTINGS, *inputs)
 
 
 def name_regex(names):

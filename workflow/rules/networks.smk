@@ -12,6 +12,7 @@ rule train_denoise:
         f"{RESULTS}/logs/models/train_denoise.log",
     params:
         opts=lambda w: train_options("denoise"),
+        settings=train_settings("denoise"),
         ckpt=f"{RESULTS}/models/.checkpoints/denoise.pt",
     threads: NET["threads"]
     resources:
@@ -33,6 +34,7 @@ rule train_sim:
         f"{RESULTS}/logs/models/train_sim.log",
     params:
         opts=lambda w: train_options("sim"),
+        settings=train_settings("sim"),
         ckpt=f"{RESULTS}/models/.checkpoints/sim.pt",
     threads: NET["threads"]
     resources:
@@ -54,6 +56,7 @@ rule train_oidn:
         f"{RESULTS}/logs/models/train_oidn.log",
     params:
         opts=lambda w: train_options("oidn"),
+        settings=train_settings("oidn"),
         ckpt=f"{RESULTS}/models/.checkpoints/oidn.pt",
     threads: NET["threads"]
     resources:
@@ -74,6 +77,7 @@ rule train_artifact:
         f"{RESULTS}/logs/models/train_artifact.log",
     params:
         opts=artifact_options,
+        settings=train_settings("artifact"),
         ckpt=f"{RESULTS}/models/.checkpoints/artifact.pt",
     threads: NET["threads"]
     resources:
@@ -97,6 +101,7 @@ rule train_resudbpn:
     params:
         psf=lambda w: "airy" if w.dbpn_model.endswith("widefield") else "sr",
         opts=lambda w: train_options("resudbpn"),
+        settings=train_settings("resudbpn"),
         ckpt=f"{RESULTS}/models/.checkpoints/{{dbpn_model}}.pt",
     threads: NET["threads"]
     resources:
@@ -115,6 +120,7 @@ rule train_psfid:
         f"{RESULTS}/logs/models/train_psfid.log",
     params:
         opts=lambda w: train_options("psfid"),
+        settings=train_settings("psfid"),
         theta=NET["psfid"]["theta_max"],
         reblur=NET["psfid"]["loss"]["reblur"],
         ckpt=f"{RESULTS}/models/.checkpoints/psfid.pt",
@@ -145,6 +151,7 @@ rule identify_psf:
         f"{RESULTS}/logs/{{ds}}/identify_psf_{{level}}.log",
     params:
         optics=lambda w: optics_options(w.ds),
+        settings=DATA_SETTINGS,
         device=NET["device"],
     threads: NET["threads"]
     conda:
@@ -168,6 +175,7 @@ rule train_resudbpn_own:
         psf=lambda w, input: input.get("psf")
         or ("sr" if input_kind(w.image_ds) == "sim" else "airy"),
         opts=lambda w: train_options("resudbpn", w.image_ds),
+        settings=train_settings("resudbpn"),
         ckpt=lambda w: f"{RESULTS}/models/.checkpoints/resudbpn_{w.image_ds}.pt",
     threads: NET["threads"]
     resources:
@@ -190,6 +198,7 @@ rule infer:
         net_stage="raw_dn|sim_dps|sim_oidn|sim_ar|sim_dbpn|widefield_dbpn",
     params:
         net=lambda w: net_stages(w.ds)[w.net_stage][0],
+        settings=settings_digest(NET["sim_method"], DATA_SETTINGS),
         tile=NET["tile"],
         device=NET["device"],
     threads: NET["threads"]

@@ -13,6 +13,7 @@ rule sim_reconstruct:
         wiener_stage="|".join(SIM_WIENER),
     params:
         optics=lambda w: optics_options(w.ds),
+        settings=DATA_SETTINGS,
         sim=sim_options(),
     conda:
         "../../envs/dps.yaml"
@@ -39,6 +40,7 @@ rule deconvolve:
             f"--sparsity {config['deconvolution']['sparse']['sparsity']}"
         ),
         optics=lambda w: optics_options(w.ds),
+        settings=settings_digest(config["deconvolution"], DATA_SETTINGS),
     conda:
         "../../envs/dps.yaml"
     shell:

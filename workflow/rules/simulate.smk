@@ -9,6 +9,9 @@ rule simulate:
         f"{RESULTS}/logs/{{sim_ds}}/simulate_{{split}}.log",
     params:
         args=lambda w: simulate_args(w.sim_ds, w.split),
+        settings=settings_digest(
+            DATA_SETTINGS, NET["simulate"], {ds: DATASETS[ds] for ds in SIMULATED}
+        ),
     conda:
         "../../envs/dps.yaml"
     shell:
@@ -40,6 +43,7 @@ rule import_raw:
         f"{RESULTS}/logs/{{raw_ds}}/import.log",
     params:
         pixel_size=lambda w: pixel_size_of_input(w.raw_ds),
+        settings=DATA_SETTINGS,
         tile=config["tile"],
     conda:
         "../../envs/dps.yaml"
@@ -59,6 +63,7 @@ rule import_image:
         kind="widefield|sim",
     params:
         pixel_size=lambda w: pixel_size_of_input(w.image_ds),
+        settings=DATA_SETTINGS,
         tile=config["tile"],
     conda:
         "../../envs/dps.yaml"
