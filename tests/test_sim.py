@@ -58,6 +58,28 @@ def hexagonal_pattern(modulation: float) -> SIMPattern:
     )
 
 
+def bead_frames(rng: np.random.Generator, n: int = 96):
+    """Nine noisy raw frames (camera ``n x n``) of 12 bright beads on a background, under
+    :func:`hexagonal_pattern` (modulation 0.8), imaged with the ideal OTF on the 2x grid
+    and binned. Returns ``(bead positions on the 2x grid, the 2x grid's y and x in camera
+    coordinates, raw frames)``; draws the positions, then the Poisson noise, from ``rng``."""
+    truth = hexagonal_pattern(0.8)
+    obj = np.zeros((2 * n, 2 * n))
+    pos = rng.integers(24, 2 * n - 24, size=(12, 2))
+    obj[pos[:, 0], pos[:, 1]] = 1.0
+    yy, xx = np.mgrid[0 : 2 * n, 0 : 2 * n] / 2.0 - 0.25  # camera coordinates of the 2x grid
+    f2 = np.fft.fftfreq(2 * n, 0.5)
+    otf2 = sim.otf_values(f2[:, None], f2[None, :], OPTICS.cutoff_per_pixel, pixel=False)
+    frames = []
+    for (ky, kx), phases in zip(truth.k, truth.phases, strict=True):
+        for ph in phases:
+            ill = 1 + 0.8 * np.cos(2 * np.pi * (ky * yy + kx * xx) + ph)
+            img2 = np.fft.ifft2(np.fft.fft2(obj * ill) * otf2).real
+            frames.append(img2.reshape(n, 2, n, 2).sum(axis=(1, 3)))
+    clean = 2e4 * np.asarray(frames) / np.max(frames) + 50.0  # bright beads on a background
+    return pos, yy, xx, rng.poisson(clean).astype(np.float32)
+
+
 @pytest.mark.parametrize("name", ["microtubules", "ccps", "er", "actin"])
 def test_parameters_match_truth(samples, name):
     d = samples[name]
@@ -241,23 +263,8 @@ def test_no_residual_pattern_peaks_on_a_sparse_bright_object():
     parameters. The output spectrum has no isolated peaks at +-k_a, +-2 k_a (the signature of
     leaked pattern copies), and the empty background between beads stays flat (the band
     around |k_a| that a constant Wiener parameter over-amplifies)."""
-    rng = np.random.default_rng(7)
     n = 96
-    truth = hexagonal_pattern(0.8)
-    obj = np.zeros((2 * n, 2 * n))
-    pos = rng.integers(24, 2 * n - 24, size=(12, 2))
-    obj[pos[:, 0], pos[:, 1]] = 1.0
-    yy, xx = np.mgrid[0 : 2 * n, 0 : 2 * n] / 2.0 - 0.25  # camera coordinates of the 2x grid
-    otf2 = sim.otf_values(np.fft.fftfreq(2 * n, 0.5)[:, None], np.fft.fftfreq(2 * n, 0.5)[None, :],
-                          OPTICS.cutoff_per_pixel, pixel=False)  # fmt: skip
-    frames = []
-    for (ky, kx), phases in zip(truth.k, truth.phases, strict=True):
-        for ph in phases:
-            ill = 1 + 0.8 * np.cos(2 * np.pi * (ky * yy + kx * xx) + ph)
-            img2 = np.fft.ifft2(np.fft.fft2(obj * ill) * otf2).real
-            frames.append(img2.reshape(n, 2, n, 2).sum(axis=(1, 3)))
-    clean = 2e4 * np.asarray(frames) / np.max(frames) + 50.0  # bright beads on a background
-    raw = rng.poisson(clean).astype(np.float32)
+    pos, _, _, raw = bead_frames(np.random.default_rng(7), n)
     img, p = sim.reconstruct(raw, OPTICS)
     f = np.fft.fftfreq(2 * n, 0.5)
     fy, fx = f[:, None], f[None, :]
@@ -269,7 +276,7 @@ def test_no_residual_pattern_peaks_on_a_sparse_bright_object():
             ratios.append(pw[d < 0.012].mean() / pw[(d > 0.02) & (d < 0.05)].mean())
     assert max(ratios) < 3.0, ratios
     # background far from every bead: its band-passed noise is small against the bead peaks
-    far = np.ones_like(obj, dtype=bool)
+    far = np.ones((2 * n, 2 * n), dtype=bool)
     for y0, x0 in pos:
         far &= np.hypot(np.arange(2 * n)[:, None] - y0, np.arange(2 * n)[None, :] - x0) > 20
     r = np.hypot(fy, fx) / OPTICS.cutoff_per_pixel
@@ -284,22 +291,7 @@ def test_attenuation_as_band_weight_reduces_ringing_around_bright_points():
     O^2 + w^2)``: bumps above 1 beside the notches at the side-band centres, which ring at
     the pattern frequency around every bright point. ``attenuation_mode="weight"`` (the
     default: ``A`` as a band weight, the transfer at most the apodisation) rings less."""
-    rng = np.random.default_rng(8)
-    n = 96
-    truth = hexagonal_pattern(0.8)
-    obj = np.zeros((2 * n, 2 * n))
-    pos = rng.integers(24, 2 * n - 24, size=(12, 2))
-    obj[pos[:, 0], pos[:, 1]] = 1.0
-    yy, xx = np.mgrid[0 : 2 * n, 0 : 2 * n] / 2.0 - 0.25
-    f2 = np.fft.fftfreq(2 * n, 0.5)
-    otf2 = sim.otf_values(f2[:, None], f2[None, :], OPTICS.cutoff_per_pixel, pixel=False)
-    frames = []
-    for (ky, kx), phases in zip(truth.k, truth.phases, strict=True):
-        for ph in phases:
-            ill = 1 + 0.8 * np.cos(2 * np.pi * (ky * yy + kx * xx) + ph)
-            img2 = np.fft.ifft2(np.fft.fft2(obj * ill) * otf2).real
-            frames.append(img2.reshape(n, 2, n, 2).sum(axis=(1, 3)))
-    raw = rng.poisson(2e4 * np.asarray(frames) / np.max(frames) + 50.0).astype(np.float32)
+    pos, yy, xx, raw = bead_frames(np.random.default_rng(8))
     dist = np.min([np.hypot(yy * 2 + 0.5 - y0, xx * 2 + 0.5 - x0) for y0, x0 in pos], axis=0)
     ring = (dist > 4) & (dist < 12)  # 2x-grid pixels from the nearest bead
     rms = {}
