@@ -2,6 +2,8 @@
 
     python benchmarks/bench_psf_id.py [--out /tmp/bench_psfid] [--steps 600] [--threads 1]
     python benchmarks/bench_psf_id.py --quick --no-figures      # smoke run, about a minute
+    python benchmarks/bench_psf_id.py --scale paper --device cuda --steps 20000 --batch 64
+                                   # the paper's network size on a GPU (models under --out)
 
 CPU budget: PSFNet at its default (CPU) architecture, 418 k parameters, ``--steps`` (600)
 steps of 16 patches of 64 x 64 drawn on the fly (about 1 M patches fewer than a GPU run of
@@ -42,7 +44,12 @@ the paper's scale would see), on ``--threads`` (1) CPU threads. Models are writt
    ``(1 - a) h_true + a h_Airy`` (how accurate a PSF must be to close a given part of the
    gap). RL and sparse once more on the same objects at 3000 photo-electrons (PSFs
    identified afresh on those images).
-3. Figures (unless ``--no-figures``): benchmarks/figures/psfid_examples.png (true and
+3. Blind versus known optics on ``--cases`` (20) held-out random PSFs: each case draws a PSF
+   from the training distribution, a photon level log-uniform in [100, 3000] e- and its own
+   objects (seed ``[777, k]``), and deconvolves them (RL, 30 iterations) with the true PSF,
+   the Airy PSF of the case's ``fc``, the true PSF 20 % too wide and the PSFs the blind
+   networks identify; the gap closed is pooled over the cases of each aberration level.
+4. Figures (unless ``--no-figures``): benchmarks/figures/psfid_examples.png (true and
    identified PSFs of held-out examples) and psfid_blind.png (one test image deconvolved with
    the four PSFs).
 
@@ -78,6 +85,8 @@ FIGURES = Path(__file__).resolve().parent / "figures"
 
 # training (section 1)
 BATCH, PATCH, SEED = 16, 64, 0
+#: ``--scale paper`` (with ``--device cuda``): the paper's width and depth, 128 px patches
+SCALE, DEVICE = "small", "cpu"
 LR = 2e-3  # better than the CLI default 1e-3 at this budget: see the learning-rate table
 LR_LOOK = (1e-3, 2e-3)
 THETA_MAX = 0.15  # the CLI default: training range of the aberration level (waves)
@@ -110,19 +119,23 @@ DBPN_STEPS, DBPN_BATCH, DBPN_PATCH, DBPN_LR = 200, 4, 64, 1e-3
 
 def psfid_folder(out: Path, give_params: bool, lr: float, steps: int) -> Path:
     kind = "params" if give_params else "blind"
-    return out / f"psfid_{kind}_lr{lr:g}_steps{steps}_b{BATCH}_p{PATCH}_seed{SEED}"
+    tag = "_paper" if SCALE == "paper" else ""
+    return out / f"psfid_{kind}{tag}_lr{lr:g}_steps{steps}_b{BATCH}_p{PATCH}_seed{SEED}"
 
 
 def psfid_model(out: Path, give_params: bool, lr: float, steps: int):
     """A PSFNet trained as ``dps train psfid`` trains it (reused when its folder exists)."""
     folder = psfid_folder(out, give_params, lr, steps)
     if not (folder / inference.MODEL_FILE).is_file():
-        arch = nets.default_arch("psfid") | {"in_channels": 3 if give_params else 1}
-        arch["patch"] = PATCH
+        arch = nets.paper_arch("psfid") if SCALE == "paper" else nets.default_arch("psfid")
+        # every PSF of the benchmark is PSF_SIZE wide (the paper's 25 px are cropped to it)
+        arch |= {"in_channels": 3 if give_params else 1, "patch": PATCH, "psf_size": PSF_SIZE}
         kw = dict(patch=PATCH, psf_size=arch["psf_size"], theta_max=THETA_MAX)
         data = psf_id.PSFData(**kw, give_params=give_params, seed=SEED)
         val = psf_id.PSFData(**kw, give_params=give_params, seed=SEED + 1)
-        settings = training.TrainSettings(steps=steps, batch=BATCH, patch=PATCH, lr=lr, seed=SEED)
+        settings = training.TrainSettings(
+            steps=steps, batch=BATCH, patch=PATCH, lr=lr, seed=SEED, device=DEVICE
+        )
         training.train(
             "psfid",
             arch,
@@ -202,9 +215,9 @@ def section_identification(out: Path, steps: int, n_eval: int) -> dict:
         models[name] = model
         rows.append((name, give_params, model, record, time.perf_counter() - t0))
     print(
-        "Training (`training.train('psfid', ...)`, the default architecture, Adam with cosine "
-        f"decay, lr {LR:g}, batch {BATCH} x {PATCH}^2, seed {SEED}; seconds as recorded when "
-        "the model was trained):\n"
+        f"Training (`training.train('psfid', ...)`, the {SCALE}-scale architecture, Adam with "
+        f"cosine decay, lr {LR:g}, batch {BATCH} x {PATCH}^2, seed {SEED}; seconds as recorded "
+        "when the model was trained):\n"
     )
     print("| network | input channels | parameters | steps | seconds | final loss | val loss |")
     print("|---|---|---|---|---|---|---|")
@@ -315,14 +328,19 @@ def true_psf() -> np.ndarray:
 
 
 def test_set(
-    per_structure: int, size: int, photons: float = PHOTONS, seed: int = 2025
+    per_structure: int,
+    size: int,
+    photons: float = PHOTONS,
+    seed: int = 2025,
+    psf: np.ndarray | None = None,
 ) -> list[dict]:
-    """Objects on the 4x grid, binned; the camera image a 'valid' convolution, then noise.
+    """Objects on the 4x grid, binned; the camera image a 'valid' convolution with ``psf``
+    (default :func:`true_psf`), then noise.
 
     Object ``j`` comes from ``default_rng([seed, 7, j])`` and its noise from
     ``default_rng([seed, 8, j, photons])``: the same objects at every photon level.
     """
-    h = true_psf()
+    h = true_psf() if psf is None else psf
     m = PSF_SIZE // 2
     chain = acquisition_chain(photons, read_noise=READ_NOISE, gain=GAIN, offset=OFFSET, bits=16)
     images = []
@@ -605,6 +623,121 @@ def section_blind(out: Path, models: dict, per_structure: int, dbpn_steps: int, 
 
 
 # --------------------------------------------------------------------------------------------
+# section 3: blind versus known optics on held-out random PSFs
+
+HELD_OUT_CASES, HELD_OUT_SEED = 20, 777
+HELD_OUT_PHOTONS = (100.0, 3000.0)  # log-uniform, e- at the brightest pixel
+HELD_OUT_KEYS = ("true", "Airy", "20 % too wide", "identified", f"identified, {LONG_BUDGET}x steps")
+
+
+def held_out_case(k: int, per_structure: int, size: int) -> tuple[np.ndarray, float, float, list]:
+    """Case ``k``: a PSF drawn as in training (level ``t ~ U[0, THETA_MAX]``, ``fc ~ U[0.125,
+    0.25]``), a photon level, and the test set blurred with it; all from ``[HELD_OUT_SEED, k]``."""
+    rng = np.random.default_rng([HELD_OUT_SEED, k])
+    t = float(rng.uniform(0.0, THETA_MAX))
+    h, _, fc = psf_id.random_psf(rng, PSF_SIZE, t)
+    photons = float(np.exp(rng.uniform(*np.log(HELD_OUT_PHOTONS))))
+    images = test_set(per_structure, size, photons, seed=HELD_OUT_SEED * 1000 + k, psf=h)
+    return h, t, fc, images
+
+
+def _pooled(rows: list[dict], key: str, ref: str, i: int) -> str:
+    """Gap closed over the cases pooled: ``sum(P_key - P_ref) / sum(P_true - P_ref)``."""
+    gap = sum(r["true"][i] - r[ref][i] for r in rows)
+    least = (GAP_DB if i == 1 else GAP_SSIM) * len(rows)
+    return f"{sum(r[key][i] - r[ref][i] for r in rows) / gap:.2f}" if gap >= least else "n/a"
+
+
+def section_held_out(models: dict, cases: int, per_structure: int, size: int) -> dict:
+    """RL with the true, Airy, too-wide and identified PSFs on ``cases`` random PSFs."""
+    t_start = time.perf_counter()
+    print(
+        f"\n### 3. Blind versus known optics on {cases} held-out random PSFs "
+        f"({4 * per_structure} images of {size} x {size} px each)\n"
+    )
+    print(
+        "Section 2 tests one PSF. Here each case draws its own PSF from the training "
+        f"distribution (level t ~ U[0, {THETA_MAX:g}] waves, fc ~ U[0.125, 0.25]), a photon "
+        f"level log-uniform in [{HELD_OUT_PHOTONS[0]:g}, {HELD_OUT_PHOTONS[1]:g}] e- and its own "
+        f"objects (seed [{HELD_OUT_SEED}, k], apart from the training and evaluation seeds); "
+        f"Richardson-Lucy ({RL_ITERATIONS} iterations) with the true PSF, the Airy PSF of the "
+        "case's fc (ideal optics assumed, the pupil right), the true PSF 20 % too wide, and the "
+        "PSF the blind networks identify (mean over the case's images, as `dps identify-psf` "
+        "does). Gap closed is pooled over the cases of a row, "
+        "`sum(P_identified - P_wrong) / sum(P_true - P_wrong)`; n/a where the true PSF leads by "
+        f"less than {GAP_DB:g} dB ({GAP_SSIM:g} SSIM) per case.\n"
+    )
+    rows = []
+    for k in range(cases):
+        h, t, fc, images = held_out_case(k, per_structure, size)
+        ids = [
+            np.mean([psf_id.identify(models[name], im["adu"]) for im in images], 0)
+            for name in ("blind (image only)", LONG_NAME)
+            if name in models
+        ]
+        psfs = [
+            h,
+            zernike_psf(PSF_SIZE, {}, fc, pad=psf_id.psf_pad(PSF_SIZE)),
+            rescale_psf(h, 1 / 1.2),
+        ]
+        psfs += [(p / p.sum()).astype(np.float32) for p in ids]
+        truths = [im["truth_1x"] for im in images]
+        row: dict = {"k": k, "t": t, "fc": fc}
+        for key, p in zip(HELD_OUT_KEYS, psfs, strict=False):
+            rl = [richardson_lucy(im["y"], p, iterations=RL_ITERATIONS) for im in images]
+            row[key] = (psf_id.psnr_psf(p, h), *_mean_compare(rl, truths))
+        rows.append(row)
+    keys = [k for k in HELD_OUT_KEYS if k in rows[0]]
+    groups = [
+        (f"[{lo:.2f}, {hi:.2f})", [r for r in rows if lo <= r["t"] < hi])
+        for lo, hi in zip(LEVEL_BINS[:-1], LEVEL_BINS[1:], strict=True)
+    ]
+    groups = [(label, g) for label, g in groups if g] + [("all", rows)]
+    print("PSF PSNR against the true PSF, and RL PSNR / SSIM against `truth_1x` (means):\n")
+    print("| level t | n | " + " | ".join(f"{k}: PSF dB, RL dB, RL SSIM" for k in keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    for label, g in groups:
+        cells = [
+            " / ".join(
+                [f"{np.mean([r[k][0] for r in g]):.1f}" if k != "true" else "inf"]
+                + [f"{np.mean([r[k][1] for r in g]):.2f}", f"{np.mean([r[k][2] for r in g]):.3f}"]
+            )
+            for k in keys
+        ]
+        print(f"| {label} | {len(g)} | " + " | ".join(cells) + " |")
+    ident = [k for k in keys if k.startswith("identified")]
+    print("\nFraction of RL's gap closed by the identified PSFs (pooled), PSNR / SSIM:\n")
+    print(
+        "| level t | n | "
+        + " | ".join(f"{k}, against {w}" for k in ident for w in ("Airy", "20 % too wide"))
+        + " |"
+    )
+    print("|---|---|" + "---|" * (2 * len(ident)))
+    closed = {}
+    for label, g in groups:
+        cells = [
+            f"{_pooled(g, k, w, 1)} / {_pooled(g, k, w, 2)}"
+            for k in ident
+            for w in ("Airy", "20 % too wide")
+        ]
+        print(f"| {label} | {len(g)} | " + " | ".join(cells) + " |")
+        closed[label] = cells
+    for k in ident:
+        per_case = [
+            (r[k][1] - r["Airy"][1]) / (r["true"][1] - r["Airy"][1])
+            for r in rows
+            if r["true"][1] - r["Airy"][1] >= GAP_DB
+        ]
+        print(
+            f"\n{k}: of the {len(per_case)} cases with an RL PSNR gap to the Airy PSF of at "
+            f"least {GAP_DB:g} dB, {sum(c >= 0.5 for c in per_case)} have half of it or more "
+            f"closed; median fraction {np.median(per_case):.2f}."
+        )
+    print(f"\nSection 3 took {time.perf_counter() - t_start:.0f} s.")
+    return {"rows": rows, "closed": closed}
+
+
+# --------------------------------------------------------------------------------------------
 # figures
 
 
@@ -688,14 +821,24 @@ def figure_blind(blind: dict, path: Path, index: int = 0) -> None:
 
 
 def main() -> None:
+    global SCALE, DEVICE, BATCH, PATCH  # the training set-up of every PSFNet of this run
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_psfid"), help="model folder")
     ap.add_argument("--steps", type=int, default=600, help="PSFNet training steps")
     ap.add_argument("--dbpn-steps", type=int, default=DBPN_STEPS)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--cases", type=int, default=HELD_OUT_CASES, help="section 3: random PSFs")
+    ap.add_argument(
+        "--scale", choices=("small", "paper"), default="small",
+        help="PSFNet size: small (CPU) or the paper's (width 64, depth 5, 128 px patches; GPU)",
+    )  # fmt: skip
+    ap.add_argument("--device", default="cpu", help="PSFNet training device (cpu, cuda)")
+    ap.add_argument("--batch", type=int, default=BATCH, help="PSFNet patches per step")
     ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke run")
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args()
+    SCALE, DEVICE, BATCH = args.scale, args.device, args.batch
+    PATCH = nets.paper_arch("psfid")["patch"] if SCALE == "paper" else PATCH
     steps, dbpn_steps, n_eval, per, size = args.steps, args.dbpn_steps, N_EVAL, PER_STRUCTURE, SIZE
     if args.quick:
         steps, dbpn_steps, n_eval, per, size = 20, 5, 32, 1, 64
@@ -709,12 +852,14 @@ def main() -> None:
     if args.quick:
         print("**--quick: tiny settings, a smoke run; the numbers mean nothing.**\n")
     print(
-        f"CPU budget: PSFNet {steps} steps x {BATCH} patches of {PATCH}^2 each; Res-U-DBPN "
+        f"Budget: PSFNet at the {SCALE} scale on {DEVICE}, {steps} steps x {BATCH} patches of "
+        f"{PATCH}^2 each; Res-U-DBPN "
         f"{dbpn_steps} steps x {DBPN_BATCH} x {DBPN_PATCH}^2 per PSF. Models under "
         f"`{args.out}` (reused when present).\n"
     )
     ident = section_identification(args.out, steps, n_eval)
     blind = section_blind(args.out, ident["models"], per, dbpn_steps, size)
+    section_held_out(ident["models"], 3 if args.quick else args.cases, per, size)
     if not args.no_figures:
         FIGURES.mkdir(exist_ok=True)
         figure_examples(ident["examples"], FIGURES / "psfid_examples.png")
