@@ -46,7 +46,7 @@ the paper's scale would see), on ``--threads`` (1) CPU threads. Models are writt
    identified afresh on those images).
 3. Blind versus known optics on ``--cases`` (20) held-out random PSFs: each case draws a PSF
    from the training distribution, a photon level log-uniform in [100, 3000] e- and its own
-   objects (seed ``[777, k]``), and deconvolves them (RL, 30 iterations) with the true PSF,
+   objects (seeds from 777 and ``k``), and deconvolves them (RL, 30 iterations) with the true PSF,
    the Airy PSF of the case's ``fc``, the true PSF 20 % too wide and the PSFs the blind
    networks identify; the gap closed is pooled over the cases of each aberration level.
 4. Figures (unless ``--no-figures``): benchmarks/figures/psfid_examples.png (true and
@@ -128,7 +128,7 @@ def psfid_model(out: Path, give_params: bool, lr: float, steps: int):
     folder = psfid_folder(out, give_params, lr, steps)
     if not (folder / inference.MODEL_FILE).is_file():
         arch = nets.paper_arch("psfid") if SCALE == "paper" else nets.default_arch("psfid")
-        # every PSF of the benchmark is PSF_SIZE wide (the paper's 25 px are cropped to it)
+        # every PSF of the benchmark is PSF_SIZE wide (the paper's grid, 25 px, is not used)
         arch |= {"in_channels": 3 if give_params else 1, "patch": PATCH, "psf_size": PSF_SIZE}
         kw = dict(patch=PATCH, psf_size=arch["psf_size"], theta_max=THETA_MAX)
         data = psf_id.PSFData(**kw, give_params=give_params, seed=SEED)
@@ -659,7 +659,8 @@ def section_held_out(models: dict, cases: int, per_structure: int, size: int) ->
         "Section 2 tests one PSF. Here each case draws its own PSF from the training "
         f"distribution (level t ~ U[0, {THETA_MAX:g}] waves, fc ~ U[0.125, 0.25]), a photon "
         f"level log-uniform in [{HELD_OUT_PHOTONS[0]:g}, {HELD_OUT_PHOTONS[1]:g}] e- and its own "
-        f"objects (seed [{HELD_OUT_SEED}, k], apart from the training and evaluation seeds); "
+        f"objects (seeds from {HELD_OUT_SEED} and k, apart from the training and evaluation "
+        "seeds); "
         f"Richardson-Lucy ({RL_ITERATIONS} iterations) with the true PSF, the Airy PSF of the "
         "case's fc (ideal optics assumed, the pupil right), the true PSF 20 % too wide, and the "
         "PSF the blind networks identify (mean over the case's images, as `dps identify-psf` "
