@@ -49,6 +49,14 @@ def merged(config: dict, change: dict) -> dict:
     return out
 
 
+def scheduled(work: Path, config: dict) -> set[str]:
+    """The rules a dry run in ``work`` with ``config`` (as changed.yaml) would run."""
+    (work / "changed.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake("-n", "--quiet", "rules", "--configfile", "changed.yaml", cwd=work)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    return {line.split()[0] for line in dry.stdout.splitlines() if line[:1].isalpha()}
+
+
 def test_default_config_dry_run_and_lint():
     dry = snakemake("-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stderr
@@ -142,10 +150,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         ({"deconvolution": {"rl": {"iterations": 3}}}, {"deconvolve"},
          {"sim_reconstruct", "train_denoise"}),
     ):  # fmt: skip
-        (work / "changed.yaml").write_text(yaml.safe_dump(merged(tiny_config(), change)))
-        dry = snakemake("-n", "--quiet", "rules", "--configfile", "changed.yaml", cwd=work)
-        scheduled = {line.split()[0] for line in dry.stdout.splitlines() if line[:1].isalpha()}
-        assert rerun <= scheduled and not kept & scheduled, (change, sorted(scheduled))
+        rules = scheduled(work, merged(tiny_config(), change))
+        assert rerun <= rules and not kept & rules, (change, sorted(rules))
     shutil.rmtree(work / "results")
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
     assert snakemake("--cores", "2", cwd=work).returncode == 0
@@ -204,3 +210,7 @@ def test_user_widefield_image_without_ground_truth(tmp_path, rng):
     # no simulated dataset: the networks trained on the hidden one, which is not evaluated
     assert (work / "results" / "models" / "resudbpn_widefield" / "model.pt").exists()
     assert not (work / "results" / "_training" / "metrics.tsv").exists()
+    # an edit of the dataset's own optics reruns the stages that read them, not its import
+    rules = scheduled(work, merged(config, {"datasets": {"cells": {"optics": {"na": 1.2}}}}))
+    assert {"identify_psf", "deconvolve", "evaluate"} <= rules, sorted(rules)
+    assert not {"import_image", "background", "train_psfid"} & rules, sorted(rules)

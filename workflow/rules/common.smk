@@ -26,9 +26,11 @@ SPLITS = ("train", "val", "test")
 def settings_digest(*parts):
     """A short digest of config values, for a rule's `settings` param.
 
-    Snakemake's params rerun trigger skips params computed by functions (they may depend on
-    inputs), and most rules compute their options per wildcard. A plain string param holding a
-    digest of the config values a rule reads makes a change of those values rerun its jobs.
+    Snakemake reruns a job whose params differ from those it recorded, but skips params
+    computed by functions that take `input`, `output`, `threads` or `resources` (it treats
+    them as derived from the inputs), as `artifact_options` does. A plain string param holding
+    a digest of the config values a rule reads makes a change of those values rerun its jobs
+    whatever form its other params take.
     """
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -36,7 +38,9 @@ def settings_digest(*parts):
 
 #: the top-level optics and the seed, which every dataset's stages read. A dataset's own
 #: entry is left out so that adding a dataset does not rerun the others; a change of its
-#: source reruns its jobs through their inputs, a change of its optics override does not.
+#: source reruns its jobs through their inputs, a change of its optics override through the
+#: params that pass it on (`optics`, `pixel_size`, `opts`: functions of the wildcards only,
+#: which Snakemake compares).
 DATA_SETTINGS = settings_digest(config["optics"], config["seed"])
 
 
