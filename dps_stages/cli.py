@@ -355,15 +355,32 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args, t0))
 
 
-def _psf_for(args: argparse.Namespace, pixel_size: float | None, shape: tuple[int, ...]):
-    """The PSF a deconvolution uses: Airy, srPSF (NA x modulation factor) or a TIFF."""
-    from dps_stages.optics import airy_psf, psf_size_for, sr_psf
+def _psf_for(
+    args: argparse.Namespace,
+    pixel_size: float | None,
+    shape: tuple[int, ...],
+    *,
+    regrid: bool = False,
+):
+    """The PSF a deconvolution uses: Airy, srPSF (NA x modulation factor) or a TIFF.
+
+    ``regrid``: a TIFF that records its pixel size is resampled to ``pixel_size``
+    (:func:`~dps_stages.optics.rescale_psf`); without one it is taken as it is, with a warning.
+    """
+    from dps_stages.optics import airy_psf, psf_size_for, rescale_psf, sr_psf
 
     if args.psf not in ("airy", "sr"):
-        psf = np.asarray(_read_2d(args.psf)[0], dtype=np.float64)
+        arr, meta = _read_2d(args.psf)
+        psf = np.asarray(arr, dtype=np.float64)
         if psf.min() < 0 or psf.sum() <= 0:
             raise DpsInputError(f"{args.psf}: a PSF must be non-negative with a positive sum")
-        return (psf / psf.sum()).astype(np.float32)
+        psf = (psf / psf.sum()).astype(np.float32)
+        if regrid and pixel_size and meta.get("pixel_size"):
+            zoom = float(meta["pixel_size"]) / float(pixel_size)
+            return rescale_psf(psf, 1 / zoom, int(psf.shape[0] * zoom) | 1)
+        if regrid:
+            log.warning("%s: no pixel size; taken to be on the %s nm grid", args.psf, pixel_size)
+        return psf
     if pixel_size is None:
         raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size")
     factor = args.modulation_factor if args.psf == "sr" else 1.0

@@ -54,19 +54,8 @@ def _dbpn_psf(args: argparse.Namespace, pixel_size: float) -> tuple[np.ndarray, 
     from dps_stages.cli import _psf_for
 
     out_pixel = pixel_size / 2
-    if args.psf in ("airy", "sr"):
-        psf = _psf_for(args, out_pixel, (10**6, 10**6))
-    else:  # a PSF file (an identified PSF): brought to the output grid by its pixel size
-        from dps_stages.cli import _read_2d
-        from dps_stages.optics import rescale_psf
-
-        psf, meta = _read_2d(args.psf)
-        if meta.get("pixel_size"):
-            zoom = float(meta["pixel_size"]) / out_pixel
-            psf = rescale_psf(psf, 1 / zoom, int(psf.shape[0] * zoom) | 1)
-        else:
-            log.warning("%s: no pixel size; taken to be on the output grid", args.psf)
-            psf = (psf / psf.sum()).astype(np.float32)
+    # a PSF file (an identified PSF) is brought to the output grid by its pixel size
+    psf = _psf_for(args, out_pixel, (10**6, 10**6), regrid=True)
     # a PSF large enough for the loss's reach, small enough to stay cheap in every step
     if psf.shape[-1] > 31:
         c, h = psf.shape[-1] // 2, 15

@@ -405,7 +405,6 @@ def infer_inputs(w):
 
 def dbpn_own_inputs(w):
     inputs = {"image": stage_path(w.image_ds, "input", f"{input_kind(w.image_ds)}_bg")}
-    if blind(w.image_ds):
-        grid = "sr" if input_kind(w.image_ds) == "sim" else "widefield"
-        inputs["psf"] = identified_psf(w.image_ds, "input", grid)
+    if blind(w.image_ds):  # widefield images only: blind() refuses SIM images
+        inputs["psf"] = identified_psf(w.image_ds, "input", "widefield")
     return inputs

@@ -162,8 +162,6 @@ rule identify_psf:
         "--threads {threads} > {log} 2>&1"
 
 
-
-
 rule train_resudbpn_own:
     input:
         unpack(dbpn_own_inputs),
