@@ -160,6 +160,144 @@ def _upsample2(v: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)
 
 
+class _Grid:
+    """The 2x output grid (rfft half layout) and the OTF model shared by the steps."""
+
+    def __init__(self, shape: tuple[int, int], cutoff: float, decay: float, pixel: bool,
+                 att: tuple[float, float] | None, square_att: bool) -> None:  # fmt: skip
+        self.ny, self.nx = int(shape[0]), int(shape[1])
+        self.my, self.mx = 2 * self.ny, 2 * self.nx
+        self.hx = self.mx // 2 + 1
+        self.cutoff, self.decay, self.pixel = cutoff, decay, pixel
+        self.att, self.square_att = att, square_att
+        # cycles per camera pixel
+        self.fy2 = _freqs(self.my, 0.5)[:, None]
+        self.fx2 = (np.arange(self.hx, dtype=np.float32) / np.float32(self.mx * 0.5))[None, :]
+        # O A on the 1x grid (each band in its own coordinates): side bands, zero band
+        self.o1 = _grid_otf((self.ny, self.nx), 1.0, cutoff, decay, pixel)
+        self.a1 = None
+        if att is not None:
+            fy, fx = _freqs(self.ny, 1.0)[:, None], _freqs(self.nx, 1.0)[None, :]
+            self.a1 = _attenuation(fy, fx, *att)
+        self.w_side = self.o1 if self.a1 is None else self.o1 * self.a1
+        # output pixel j at camera coordinate j/2 - 1/4
+        self.shift = np.exp(-0.5j * np.pi * self.fy2).astype(np.complex64) * np.exp(
+            -0.5j * np.pi * self.fx2
+        ).astype(np.complex64)
+
+    def weight_at(self, ky: float, kx: float, attenuate: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Denominator term ``A O^2`` (attenuation mode "weight") or ``A^2 O^2`` ("otf") of a
+        band whose origin sits at ``f = (ky, kx)``, and its noise term ``A^2 O^2``."""
+        gy, gx = self.fy2 - np.float32(ky), self.fx2 - np.float32(kx)
+        o = otf_values(gy, gx, self.cutoff, decay=self.decay, pixel=self.pixel)
+        o2 = o * o
+        v2 = o2  # noise term A^2 O^2 of the band (per unit band weight)
+        if self.att is not None and attenuate:
+            a = _attenuation(gy, gx, *self.att)
+            v2 = o2 * (a * a)
+            o2 = v2 if self.square_att else o2 * a
+        return o2, v2
+
+
+def _zero_band(
+    xp: np.ndarray, params: SIMParameters, g: _Grid, attenuate: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Numerator ``sum_a C_a0 O A`` on the 2x grid, its denominator ``3 A O^2`` and noise term.
+
+    Row 0 of each angle's mixing inverse is real; ``noise`` is the variance of the numerator
+    per unit frame-noise variance and camera pixel (white noise), over the number of pixels.
+    """
+    w_zero = g.w_side if attenuate else g.o1
+    w0 = np.concatenate([_mixing_inverse(params.phases[a])[0].real for a in range(3)])
+    c0 = sfft.fft2(np.tensordot(w0.astype(np.float32), xp, axes=1), workers=_WORKERS) * w_zero
+    num = _pad_to(c0, (g.my, g.mx))[:, : g.hx]
+    den, noise = g.weight_at(0.0, 0.0, attenuate)
+    return num, 3.0 * den, np.float32(np.sum(w0 * w0)) * noise
+
+
+def _add_side_band(
+    xs: np.ndarray,
+    params: SIMParameters,
+    a: int,
+    g: _Grid,
+    band_weights: str,
+    min_modulation: float,
+    num: np.ndarray,
+    den: np.ndarray,
+    noise: np.ndarray,
+) -> bool:
+    """Separate angle ``a``'s band ``C_+1``, shift it to ``+k_a`` on the 2x grid and add
+    ``S_+1(f) = C_+1(f + k)`` and ``S_-1(f) = conj(S_+1(-f))`` to ``num``, their weights to
+    ``den`` and ``noise`` (in place). Weights: ``"snr"`` ``c = m^2 / 4`` (the band divided by
+    ``m``), ``"equal"`` ``c = 1`` (divided by ``max(m, min_modulation)``). False when the
+    band's weight is 0."""
+    u = _mixing_inverse(params.phases[a])[1]
+    m = min(float(params.modulation[a]), 1.0)  # a modulation above 1 is unphysical
+    if band_weights == "snr":  # c = m^2 / 4; the band C_+1 / m times c
+        c, scale = m * m / 4.0, m / 4.0
+    else:
+        c, scale = 1.0, 1.0 / max(m, float(min_modulation))
+    if c == 0.0:
+        return False
+    cp_real = np.tensordot((u * scale).astype(np.complex64), xs[3 * a : 3 * a + 3], axes=1)
+    cp = sfft.fft2(cp_real, workers=_WORKERS) * g.w_side
+    band = sfft.ifft2(_pad_to(cp, (g.my, g.mx)), workers=_WORKERS, overwrite_x=True)
+    ky, kx = params.k[a]
+    band *= _ramp(g.my, ky, 0.5)[:, None]
+    band *= _ramp(g.mx, kx, 0.5)[None, :]
+    s_plus = sfft.fft2(band, workers=_WORKERS, overwrite_x=True)
+    num += s_plus[:, : g.hx]
+    num += np.conj(s_plus[np.ix_(_wrapped_index(g.my), _wrapped_index(g.mx)[: g.hx])])
+    dm, vm = g.weight_at(-ky, -kx, True)
+    dp, vp = g.weight_at(ky, kx, True)
+    den += np.float32(c) * (dm + dp)
+    noise += np.float32(scale * scale * np.sum(np.abs(u) ** 2)) * (vm + vp)
+    return True
+
+
+def _wiener_filter(den: np.ndarray, wiener: float, apo: np.ndarray | None) -> np.ndarray:
+    """``4 A(f) / (sum w O^2 + w^2)`` (x4: the 2x grid's FFT scale), ``A`` the apodisation."""
+    filt = np.float32(4.0) / (den + np.float32(wiener**2))
+    if apo is not None:
+        filt *= apo
+    return filt
+
+
+def _local_wiener(
+    num: np.ndarray,
+    filt: np.ndarray,
+    filt_s: np.ndarray,
+    noise: np.ndarray,
+    spec_s: np.ndarray,
+    frame_var: np.ndarray,
+    g: _Grid,
+    strength: float,
+    sigma: float,
+) -> np.ndarray:
+    """``base + alpha . detail`` with ``alpha = clip(1 - strength nu / <d^2>, 0, 1)`` (Lee 1980).
+
+    ``base`` is the smooth reconstruction (filter ``filt_s``), ``detail`` the rest; ``nu`` the
+    detail's noise variance per pixel (Parseval over the full spectrum: the rfft half counts
+    twice, except its first and, for even widths, last column) times the local frame-noise
+    variance, ``<d^2>`` the detail's power over a Gaussian window of ``sigma`` pixels.
+    """
+    filt_d = filt - filt_s
+    col = np.full(g.hx, 2.0, dtype=np.float64)
+    col[0] = 1.0
+    if g.mx % 2 == 0:
+        col[-1] = 1.0
+    g_d = float(np.sum((filt_d * filt_d * noise).astype(np.float64) @ col)) * g.ny * g.nx
+    g_d /= float(g.my * g.mx) ** 2
+    s = (g.my, g.mx)
+    base = sfft.irfft2((num * filt_s + spec_s) * g.shift, s=s, workers=_WORKERS)
+    detail = sfft.irfft2(num * filt_d * g.shift, s=s, workers=_WORKERS)
+    local_var = ndi.gaussian_filter(detail * detail, sigma, mode="reflect")
+    nu = np.float32(strength * g_d) * _upsample2(frame_var)
+    alpha = np.clip(1.0 - nu / np.maximum(local_var, np.float32(1e-30)), 0.0, 1.0)
+    out = base + alpha * detail
+    return out.astype(np.float32, copy=False)
+
+
 def reconstruct(
     frames: np.ndarray,
     optics: Optics,
@@ -251,140 +389,49 @@ def reconstruct(
         params = _estimate(x, optics, otf_decay=otf_decay, pixel_otf=pixel_otf, **estimate_kw)
     elif estimate_kw:
         raise TypeError(f"unexpected keyword arguments {sorted(estimate_kw)} with params given")
-    _, ny, nx = x.shape
-    my, mx = 2 * ny, 2 * nx
-    hx = mx // 2 + 1
-    cutoff = float(optics.cutoff_per_pixel)
-    decay = float(otf_decay)
-    pix = bool(pixel_otf)
-
-    # periodic + smooth decomposition (Moisan 2011): bands from the periodic parts
-    xp, smooth = periodic_smooth_decomposition(x)
-
+    if attenuation_mode not in ("weight", "otf"):
+        raise ValueError(f"attenuation_mode must be 'weight' or 'otf'; got {attenuation_mode!r}")
+    if band_weights not in ("snr", "equal"):
+        raise ValueError(f"band_weights must be 'snr' or 'equal'; got {band_weights!r}")
     att = None  # (strength, FWHM in cycles per camera pixel)
     if attenuation is not None:
         strength, fwhm_um = attenuation
         att = (float(strength), float(fwhm_um) * float(optics.pixel_size) / 1000.0)
+    g = _Grid(x.shape[1:], float(optics.cutoff_per_pixel), float(otf_decay), bool(pixel_otf),
+              att, attenuation_mode == "otf")  # fmt: skip
 
-    # O A on the 1x grid (each band in its own coordinates): side bands, zero band
-    o1 = _grid_otf((ny, nx), 1.0, cutoff, decay, pix)
-    a1 = None
-    if att is not None:
-        a1 = _attenuation(_freqs(ny, 1.0)[:, None], _freqs(nx, 1.0)[None, :], *att)
-    w_side = o1 if a1 is None else o1 * a1
-    w_zero = w_side if attenuate_zero_band else o1
-
-    # half spectrum (rfft layout) of the 2x grid, in cycles per camera pixel
-    fy2 = _freqs(my, 0.5)[:, None]
-    fx2 = (np.arange(hx, dtype=np.float32) / np.float32(mx * 0.5))[None, :]
-
-    if attenuation_mode not in ("weight", "otf"):
-        raise ValueError(f"attenuation_mode must be 'weight' or 'otf'; got {attenuation_mode!r}")
-    square_att = attenuation_mode == "otf"
-
-    def weight_at(ky: float, kx: float, attenuate: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Denominator term of a band whose origin sits at ``f = (ky, kx)``: ``A O^2``
-        (``attenuation_mode="weight"``) or ``A^2 O^2`` (``"otf"``); and its noise term
-        ``A^2 O^2``."""
-        gy, gx = fy2 - np.float32(ky), fx2 - np.float32(kx)
-        o = otf_values(gy, gx, cutoff, decay=decay, pixel=pix)
-        o2 = o * o
-        v2 = o2  # noise term A^2 O^2 of the band (per unit band weight)
-        if att is not None and attenuate:
-            a = _attenuation(gy, gx, *att)
-            v2 = o2 * (a * a)
-            o2 = v2 if square_att else o2 * a
-        return o2, v2
-
-    # zero bands: row 0 of each angle's mixing inverse is real
-    w0 = np.concatenate([_mixing_inverse(params.phases[a])[0].real for a in range(3)])
-    c0 = sfft.fft2(np.tensordot(w0.astype(np.float32), xp, axes=1), workers=_WORKERS) * w_zero
-    num = _pad_to(c0, (my, mx))[:, :hx]
-    den, noise = weight_at(0.0, 0.0, attenuate_zero_band)
-    # den: sum of the bands' A O^2; noise: variance of num per unit frame-noise variance and
-    # camera pixel (white noise), divided by the number of pixels
-    den = 3.0 * den
-    noise = np.float32(np.sum(w0 * w0)) * noise
-
-    if band_weights not in ("snr", "equal"):
-        raise ValueError(f"band_weights must be 'snr' or 'equal'; got {band_weights!r}")
+    # periodic + smooth decomposition (Moisan 2011): bands from the periodic parts
+    xp, smooth = periodic_smooth_decomposition(x)
+    num, den, noise = _zero_band(xp, params, g, attenuate_zero_band)
     # side bands from the frames tapered to zero at the border (``docs/sim.md``, *Edges*)
-    edge = int(min(max(edge, 1), ny // 4, nx // 4))
-    xs = x * (_tukey(ny, edge)[:, None] * _tukey(nx, edge)[None, :])
-    iy_neg = _wrapped_index(my)
-    ix_neg = _wrapped_index(mx)[:hx]
+    edge = int(min(max(edge, 1), g.ny // 4, g.nx // 4))
+    xs = x * (_tukey(g.ny, edge)[:, None] * _tukey(g.nx, edge)[None, :])
     used = []
     for a in range(3):
         if not params.significance[a] >= min_significance:
             continue
         used.append(a)
-        u = _mixing_inverse(params.phases[a])[1]
-        m = min(float(params.modulation[a]), 1.0)  # a modulation above 1 is unphysical
-        if band_weights == "snr":  # c = m^2 / 4; the band C_+1 / m times c
-            c, scale = m * m / 4.0, m / 4.0
-        else:
-            c, scale = 1.0, 1.0 / max(m, float(min_modulation))
-        if c == 0.0:
-            continue
-        cp_real = np.tensordot((u * scale).astype(np.complex64), xs[3 * a : 3 * a + 3], axes=1)
-        cp = sfft.fft2(cp_real, workers=_WORKERS) * w_side
-        band = sfft.ifft2(_pad_to(cp, (my, mx)), workers=_WORKERS, overwrite_x=True)
-        ky, kx = params.k[a]
-        band *= _ramp(my, ky, 0.5)[:, None]
-        band *= _ramp(mx, kx, 0.5)[None, :]
-        s_plus = sfft.fft2(band, workers=_WORKERS, overwrite_x=True)
-        # S_+1(f) = C_+1(f + k) (OTF O(f + k)); S_-1(f) = conj(S_+1(-f)) (OTF O(f - k))
-        num += s_plus[:, :hx]
-        num += np.conj(s_plus[np.ix_(iy_neg, ix_neg)])
-        dm, vm = weight_at(-ky, -kx, True)
-        dp, vp = weight_at(ky, kx, True)
-        den += np.float32(c) * (dm + dp)
-        noise += np.float32(scale * scale * np.sum(np.abs(u) ** 2)) * (vm + vp)
-
-    f_ext = cutoff + (float(max(params.frequencies[used])) if used else 0.0)
+        _add_side_band(xs, params, a, g, band_weights, min_modulation, num, den, noise)
+    f_ext = g.cutoff + (float(max(params.frequencies[used])) if used else 0.0)
     if isinstance(wiener, str):
         if wiener != "auto":
             raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
-        wiener = wiener_factor * _auto_wiener(xp, cutoff, decay, pix)
-    filt = np.float32(4.0) / (den + np.float32(float(wiener) ** 2))  # x4: the 2x grid's FFT scale
-    apo = _apodisation(fy2, fx2, apodisation, apodisation_cutoff * f_ext, apodisation_bend)
-    if apo is not None:
-        filt *= apo
-    # output pixel j at camera coordinate j/2 - 1/4
-    shift = np.exp(-0.5j * np.pi * fy2).astype(np.complex64) * np.exp(-0.5j * np.pi * fx2).astype(
-        np.complex64
-    )
+        wiener = wiener_factor * _auto_wiener(xp, g.cutoff, g.decay, g.pixel)
+    apo = _apodisation(g.fy2, g.fx2, apodisation, apodisation_cutoff * f_ext, apodisation_bend)
+    filt = _wiener_filter(den, float(wiener), apo)
     # the smooth component, interpolated (not filtered)
-    spec_s = _pad_to(sfft.fft2(smooth.mean(axis=0), workers=_WORKERS), (my, mx))[:, :hx] * 4.0
+    spec_s = _pad_to(sfft.fft2(smooth.mean(axis=0), workers=_WORKERS), (g.my, g.mx))[:, : g.hx]
+    spec_s = spec_s * 4.0
     frame_var = None
     if local_wiener is not None and local_wiener > 0:
-        frame_var = _local_noise_variance(xp, cutoff)
+        frame_var = _local_noise_variance(xp, g.cutoff)
     if frame_var is None:
-        spec = (num * filt + spec_s) * shift
-        out = sfft.irfft2(spec, s=(my, mx), workers=_WORKERS)
+        out = sfft.irfft2((num * filt + spec_s) * g.shift, s=(g.my, g.mx), workers=_WORKERS)
         return out.astype(np.float32, copy=False), params
-    # local Wiener step (see ``docs/sim.md``, *Local noise suppression*)
-    w2s = np.float32((float(local_wiener_smooth) * float(wiener)) ** 2)
-    filt_s = np.float32(4.0) / (den + w2s)
-    if apo is not None:
-        filt_s *= apo
-    filt_d = filt - filt_s
-    # variance of the detail image per unit frame-noise variance: Parseval over the full
-    # spectrum (the rfft half counts twice, except its first and, for even mx, last column)
-    col = np.full(hx, 2.0, dtype=np.float64)
-    col[0] = 1.0
-    if mx % 2 == 0:
-        col[-1] = 1.0
-    g_d = float(np.sum((filt_d * filt_d * noise).astype(np.float64) @ col)) * ny * nx
-    g_d /= float(my * mx) ** 2
-    base = sfft.irfft2((num * filt_s + spec_s) * shift, s=(my, mx), workers=_WORKERS)
-    detail = sfft.irfft2(num * filt_d * shift, s=(my, mx), workers=_WORKERS)
-    sig = float(local_wiener_sigma)
-    local_var = ndi.gaussian_filter(detail * detail, sig, mode="reflect")
-    nu = np.float32(float(local_wiener) * g_d) * _upsample2(frame_var)
-    alpha = np.clip(1.0 - nu / np.maximum(local_var, np.float32(1e-30)), 0.0, 1.0)
-    out = base + alpha * detail
-    return out.astype(np.float32, copy=False), params
+    filt_s = _wiener_filter(den, float(local_wiener_smooth) * float(wiener), apo)
+    out = _local_wiener(num, filt, filt_s, noise, spec_s, frame_var, g, float(local_wiener),
+                        float(local_wiener_sigma))  # fmt: skip
+    return out, params
 
 
 def reconstruct_stack(
