@@ -43,16 +43,18 @@ with ``C_0(g) = O(g) X(g)`` and the first side band shifted to its place,
 ``R(g) = Re[e^{-i delta} conj(C_0(g)) C_+1(g + k)] / (|C_0(g)|^2 - N_0) = m O(g + k) / O(g)
 = m T_ideal(g) a^(q_1 - q_0)``
 
-(``q_0 = |g| / f_c``, ``q_1 = |g + k| / f_c``) does not depend on the object. Sums over bins
-of ``(q_0, q_1)`` (width ``f_c / 20``, both in ``[0.1, 0.95]``) give ``R`` and its noise
+(``q_0 = |g| / f_c``, ``q_1 = |g + k| / f_c``) does not depend on the object. Sums over bins of
+``(q_0, q_1)`` (width ``f_c / 20``, both in ``[0.1, 0.95]``) give ``R`` and its noise
 ``sigma_R^2 = sum(|C_0|^2 N_1 + |C_+1|^2 N_0) / 2 / D^2`` (``N_0``, ``N_1`` the bands' noise
-powers beyond the cutoff); ``ln m_a`` (one per angle) and ``ln a`` are fitted by weighted
-least squares; the uncertainty is the fit's covariance scaled by the reduced chi^2 when above
-1. The modulation ``m_a`` comes out with the real OTF (the estimator of sim.py assumes the
-ideal one and reads it low). With ``a`` fixed the radial spectrum then gives ``beta`` and
-``A`` (nuisance parameters, and the curve of the figure), the noise floor ``N`` beyond
-``1.1 f_c``, and the support cutoff: the largest ``q`` where ``P`` stands ``3`` standard
-errors above ``N``.
+powers beyond the cutoff, the noise cross term of the two bands subtracted); only bins whose
+zero-band power stands 10 sigma above its noise are used (a looser threshold selects upward
+noise fluctuations of ``C_0`` and biases ``a`` towards 1); ``ln m_a`` (one per angle) and ``ln
+a`` are fitted by weighted least squares; the uncertainty is the fit's covariance scaled by the
+reduced chi^2 when above 1. The modulation ``m_a`` comes out with the real OTF (the estimator
+of sim.py assumes the ideal one and reads it low). With ``a`` fixed the radial spectrum then
+gives ``beta`` and ``A`` (nuisance parameters, and the curve of the figure), the noise floor
+``N`` beyond ``1.1 f_c``, and the support cutoff: the largest ``q`` where ``P`` stands ``3``
+standard errors above ``N``.
 
 Haze (:func:`calibrate_haze`)
 -----------------------------
@@ -95,6 +97,7 @@ __all__ = [
 ]
 
 _NOISE_Q = 1.1  # noise measured beyond this fraction of the OTF cutoff
+_MIN_SNR = 10.0  # overlap bins used: zero-band power this many sigma above its noise
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,20 +337,33 @@ def _band_ratios(
         q1 = np.hypot(fy + ky, fx + kx) / cutoff
         n0 = float(np.mean(np.abs(c0[(q0 > _NOISE_Q) & box]) ** 2))
         n1 = float(np.mean(np.abs(c1[(q1 > _NOISE_Q) & box]) ** 2))
+        # shot noise follows the patterned signal, so the noises of C_0(g) and C_+1(g + k)
+        # are correlated (through the variance map's component at k): a white cross term
+        # zeta, measured where both bands hold noise only, is subtracted from the overlap
+        both = (q0 > _NOISE_Q) & (q1 > _NOISE_Q) & box
+        zeta = complex(np.mean(np.conj(c0[both]) * c1[both]))
+        # the camera pixel's transfer sinc(fy) sinc(fx) is divided out of both bands (it is
+        # part of the model OTF of sim.py, not of the attenuation a); noise powers follow
+        s0 = np.sinc(fy) * np.sinc(fx)
+        s1 = np.sinc(fy + ky) * np.sinc(fx + kx)
+        c0, c1 = c0 / s0, c1 / s1
         sel = (q0 > qmin) & (q1 > qmin) & (q0 < qmax) & (q1 < qmax)
+        n0s = n0 / s0[sel] ** 2
+        n1s = n1 / s1[sel] ** 2
         b0 = np.minimum((q0[sel] * nbins).astype(int), nbins - 1)
         b1 = np.minimum((q1[sel] * nbins).astype(int), nbins - 1)
         idx = b0 * nbins + b1
-        z = np.conj(c0[sel]) * c1[sel]
+        z = np.conj(c0[sel]) * c1[sel] - zeta / (s0[sel] * s1[sel])
         p0, p1 = np.abs(c0[sel]) ** 2, np.abs(c1[sel]) ** 2
         nb2 = nbins * nbins
         cnt = np.bincount(idx, minlength=nb2).astype(float)
         zs = np.bincount(idx, z.real, nb2) + 1j * np.bincount(idx, z.imag, nb2)
-        den = np.bincount(idx, p0, nb2) - cnt * n0
-        vz = (np.bincount(idx, p0, nb2) * n1 + np.bincount(idx, p1, nb2) * n0) / 2.0
+        bias = np.bincount(idx, n0s, nb2)
+        den = np.bincount(idx, p0, nb2) - bias
+        vz = (np.bincount(idx, p0 * n1s, nb2) + np.bincount(idx, p1 * n0s, nb2)) / 2.0
         mq0 = np.bincount(idx, q0[sel], nb2) / np.maximum(cnt, 1)
         mq1 = np.bincount(idx, q1[sel], nb2) / np.maximum(cnt, 1)
-        ok = (cnt >= 8) & (den > 3.0 * np.sqrt(cnt) * n0)
+        ok = (cnt >= 8) & (den > _MIN_SNR * bias / np.sqrt(np.maximum(cnt, 1)))
         if not ok.any():
             out.append(np.zeros((0, 4)))
             continue
