@@ -4,8 +4,9 @@ For each image of each stage: PSNR, SSIM and NRMSE against every ground truth of
 grid (1x camera grid, 2x SIM grid, 4x) under the protocol of :func:`dps_stages.metrics.compare`,
 one row per truth, the column ``truth`` naming its kind (``object``; ``sim_passband``, the
 object through the ideal SIM passband, where the store holds it; empty where no truth
-exists); the decorrelation resolution (Descloux et al., Nature Methods
-2019), which needs none; and the resolution gain over the stage's input,
+exists; naming in :func:`find_truths` and docs/metrics.md); the decorrelation resolution
+(Descloux et al., Nature Methods 2019), which needs none; and the resolution gain over the
+stage's input,
 ``gain = resolution(input) / resolution(stage)`` (> 1 means finer). Where the decorrelation
 peak sits at the sampling limit (kc >= 0.95) the row is flagged ``grid_limited``: the figure
 then says more about the pixel grid than about the image.
