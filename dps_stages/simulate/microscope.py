@@ -11,7 +11,9 @@ OTF (:func:`microscope_otf`)
     calibration. ``O_pupil`` is the analytic OTF of the circular pupil
     (:func:`dps_stages.optics.widefield_otf`) or, with Zernike coefficients, the OTF of
     :func:`dps_stages.optics.zernike_psf` (pupil phase ``2 pi sum_j c_j Z_j``, ``c_j`` in
-    waves rms, Noll indices) on the whole fine grid. ``O(0) = 1``.
+    waves rms, Noll indices; pupil radius ``NA pixel / lambda`` cycles per fine pixel),
+    computed uncropped on a pupil grid that is a multiple of the image grid and folded onto
+    it (the periodised PSF). ``O(0) = 1``.
 Haze (:func:`haze_background`)
     Out-of-focus light: a smooth background ``H`` added to all nine frames alike (the pattern
     is blurred out of focus, so haze is not modulated), with
@@ -89,8 +91,12 @@ def _otf_cached(
     zernike: tuple[tuple[int, float], ...],
 ) -> np.ndarray:
     if zernike:
-        size = max(shape) + (1 - max(shape) % 2)  # odd, covers the whole (periodic) grid
-        psf = zernike_psf(size, dict(zernike), na * pixel_size / wavelength)
+        # the whole intensity on a pupil grid that is a multiple of the image grid, folded
+        # onto it: the periodised PSF, as the analytic OTF is for the ideal pupil
+        fc = na * pixel_size / wavelength
+        period = int(np.lcm(shape[0], shape[1]))
+        pad = period * int(np.ceil(max(128.0 / fc, 2.0 * period) / period))
+        psf = zernike_psf(pad, dict(zernike), fc, pad=pad)
         otf = otf_from_psf(psf, shape)
     else:
         otf = widefield_otf(shape, wavelength, na, pixel_size).astype(np.complex64)
