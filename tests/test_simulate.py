@@ -385,6 +385,10 @@ def test_simulate_kwargs_from_calibration():
     assert kw2["otf_attenuation"] == pytest.approx(0.3 ** (other.cutoff / OPTICS.cutoff))
     np.testing.assert_allclose(kw2["pattern_kw"]["pattern_frequency"],
                                0.85 * OPTICS.cutoff / other.cutoff)  # fmt: skip
+    # several acquisitions: otf.modulation holds one value per acquisition and angle
+    calib["otf"]["modulation"] = [0.7, 0.8, 0.75, 0.9, 0.8, 0.75]
+    m = simulate_kwargs_from_calibration(calib, OPTICS)["pattern_kw"]["modulation"]
+    np.testing.assert_allclose(m, [0.8, 0.8, 0.75])
     # an undetermined attenuation keeps the ideal OTF; the keywords drive the simulator
     calib["otf"]["attenuation_sigma"] = 1.0
     kw3 = simulate_kwargs_from_calibration(calib, OPTICS)

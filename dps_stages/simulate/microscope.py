@@ -299,13 +299,13 @@ def randomise_microscope(
     micro["otf_attenuation"] = float(
         np.clip(float(micro["otf_attenuation"]) * rel("otf_attenuation")[0], 1e-3, 1.0)
     )
-    micro["haze"] = max(float(micro["haze"]) * rel("haze")[0], 0.0)
-    micro["haze_scale"] = max(float(micro["haze_scale"]) * rel("haze_scale")[0], 0.0)
+    micro["haze"] = max(float(micro["haze"] * rel("haze")[0]), 0.0)
+    micro["haze_scale"] = max(float(micro["haze_scale"] * rel("haze_scale")[0]), 0.0)
     noise = dict(noise)
     defaults = {"gain": 1.0, "offset": 100.0, "read_noise": 1.5}
     for key, default in defaults.items():
         if key in randomise:
-            noise[key] = max(float(noise.get(key, default)) * rel(key)[0], 0.0)
+            noise[key] = max(float(float(noise.get(key, default)) * rel(key)[0]), 0.0)
     return new_pattern, micro, noise
 
 
@@ -372,7 +372,8 @@ def simulate_kwargs_from_calibration(
     ``read_noise``}, ``pattern`` (one :meth:`SIMParameters.to_dict` per acquisition: ``k``
     in cycles per camera pixel or ``angle_deg`` and ``frequency``, ``phases``,
     ``modulation``), ``otf`` {``attenuation``, ``attenuation_sigma``, ``modulation`` (per
-    angle)}, ``haze`` {``level``, ``scale`` (um)}. Mapping:
+    angle, or per acquisition and angle: averaged over acquisitions)}, ``haze`` {``level``,
+    ``scale`` (um)}. Mapping:
 
     * ``noise_kw``: ``gain``, ``offset``, ``read_noise`` (photo-electrons) as they are;
     * ``pattern_kw``: ``angles`` (rad, the circular mean over acquisitions of ``theta mod
@@ -403,8 +404,10 @@ def simulate_kwargs_from_calibration(
         out["noise_kw"] = noise
     pat = _pattern_from_calibration(calib.get("pattern") or [], pixel_cal, optics)
     otf = calib.get("otf") or {}
-    if _finite(otf.get("modulation")):
-        pat["modulation"] = [float(v) for v in np.broadcast_to(otf["modulation"], (3,))]
+    if _finite(otf.get("modulation")):  # per angle, or per acquisition and angle
+        m_otf = np.asarray(otf["modulation"], dtype=float).reshape(-1)
+        m_otf = np.broadcast_to(m_otf, (3,)) if m_otf.size == 1 else m_otf.reshape(-1, 3)
+        pat["modulation"] = [float(v) for v in np.atleast_2d(m_otf).mean(axis=0)]
     if "modulation" in pat:
         pat["modulation"] = [float(np.clip(v, 0.05, 1.0)) for v in pat["modulation"]]
     if pat:
