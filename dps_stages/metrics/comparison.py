@@ -36,6 +36,18 @@ def normalise_percentile(image: np.ndarray, low: float = 0.1, high: float = 99.9
     return np.clip((x - p_low) / span, 0.0, 1.0).astype(np.float32)
 
 
+def _affine(c: np.ndarray, r: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``(a, b)`` of ``r ~ a c + b``; ``a = 0``, ``b = mean(r)`` for a constant c."""
+    c_mean = float(c.mean())
+    r_mean = float(r.mean())
+    dc = (c - c_mean).ravel()
+    var = float(np.dot(dc, dc))
+    if var == 0.0:
+        return 0.0, r_mean
+    a = float(np.dot(dc, (r - r_mean).ravel())) / var
+    return a, r_mean - a * c_mean
+
+
 def fit_scale_offset(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Least-squares affine fit ``a c + b`` of the candidate ``c`` to the reference ``r``.
 
@@ -46,22 +58,21 @@ def fit_scale_offset(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray
     r = as_2d(reference, "reference")
     if c.shape != r.shape:
         raise ValueError(f"shapes differ: candidate {c.shape} vs reference {r.shape}")
-    c_mean = c.mean()
-    r_mean = r.mean()
-    dc = c - c_mean
-    var = float(np.dot(dc.ravel(), dc.ravel()))
-    if var == 0.0:
-        return np.full_like(c, r_mean)
-    a = float(np.dot(dc.ravel(), (r - r_mean).ravel())) / var
-    b = r_mean - a * c_mean
+    a, b = _affine(c, r)
+    if a == 0.0:
+        return np.full_like(c, b)
     return a * c + b
 
 
-def compare(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+def compare(candidate: np.ndarray, reference: np.ndarray, *, fit: str = "all") -> dict[str, float]:
     """PSNR, SSIM and NRMSE of a candidate against a reference (the project's protocol).
 
     Both images go through :func:`normalise_percentile` (0.1, 99.9); the candidate is then
-    fitted by :func:`fit_scale_offset` (not clipped). ``psnr = 10 log10(1 / MSE)`` (``inf``
+    fitted by :func:`fit_scale_offset` (not clipped), ``fit="all"``. For a reference clipped
+    at its floor (a real SIM reference that is 0 over much of its area), ``fit="censored"``
+    fits scale and offset only where the normalised reference is above 0 (the censored pixels
+    would bias the fitted background upwards, which SSIM's luminance term punishes) and clips
+    the fitted candidate to [0, 1] like the reference. ``psnr = 10 log10(1 / MSE)`` (``inf``
     when equal); ``ssim``: :func:`skimage.metrics.structural_similarity`, data range 1,
     7 x 7 uniform window (Wang et al., IEEE TIP 13, 600-612, 2004);
     ``nrmse = ||r - c||_2 / ||r||_2``. Returns ``{"psnr", "ssim", "nrmse"}``; raises
@@ -72,7 +83,17 @@ def compare(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     if c_raw.shape != r_raw.shape:
         raise ValueError(f"shapes differ: candidate {c_raw.shape} vs reference {r_raw.shape}")
     ref = normalise_percentile(r_raw).astype(np.float64)
-    cand = fit_scale_offset(normalise_percentile(c_raw), ref)
+    if fit == "all":
+        cand = fit_scale_offset(normalise_percentile(c_raw), ref)
+    elif fit == "censored":
+        keep = ref > 0
+        if keep.sum() < 2:
+            raise ValueError("fit='censored': the reference has fewer than 2 pixels above 0")
+        c = normalise_percentile(c_raw).astype(np.float64)
+        a, b = _affine(c[keep], ref[keep])
+        cand = np.clip(a * c + b, 0.0, 1.0)
+    else:
+        raise ValueError(f"fit must be 'all' or 'censored'; got {fit!r}")
     mse = float(np.mean((ref - cand) ** 2))
     if mse == 0.0:
         psnr = math.inf
