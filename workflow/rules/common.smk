@@ -90,6 +90,19 @@ def input_kind(ds):
     return "raw" if ds in SIMULATED else DATASETS[ds]["kind"]
 
 
+def check_levels():
+    """Two signal levels with the same name in paths (6 significant digits) would share
+    their outputs: refuse them before any job runs."""
+    for ds in SIMULATED:
+        values = DATASETS[ds]["simulate"]["levels"]
+        names = [level_key(v) for v in values]
+        if len(set(names)) < len(names):
+            raise ValueError(
+                f"datasets.{ds}.simulate.levels: {values} name the same level twice "
+                f"({names}); levels must differ in their first 6 significant digits"
+            )
+
+
 def levels(ds):
     """Signal levels of a simulated dataset; a user's data is the single level 'input'."""
     if ds in SIMULATED:
@@ -133,6 +146,7 @@ def stage_chain(ds):
     return [("sim", None), ("sim_bg", "sim"), ("sim_sparse", "sim"), ("sim_dbpn", "sim_bg")]
 
 
+check_levels()
 # the SIM reconstruction that artifact removal cleans, by config
 ARTIFACT_INPUT = {"wiener": "sim_dn_wiener", "dps": "sim_dps", "oidn": "sim_oidn"}[
     NET["sim_method"]
