@@ -137,9 +137,7 @@ def test_science_signatures_use_the_same_defaults():
     assert defaults(background.subtract_background_tiled)["radius"] == d.background.radius
     assert defaults(deconvolution.richardson_lucy)["iterations"] == d.deconvolution.rl.iterations
     sparse = defaults(deconvolution.sparse_hessian)
-    assert {k: sparse[k] for k in asdict(d.deconvolution.sparse)} == asdict(
-        d.deconvolution.sparse
-    )
+    assert {k: sparse[k] for k in asdict(d.deconvolution.sparse)} == asdict(d.deconvolution.sparse)
     dec = defaults(metrics.decorrelation)
     assert (dec["n_r"], dec["n_g"]) == (d.evaluate.n_r, d.evaluate.n_g)
 
