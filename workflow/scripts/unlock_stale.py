@@ -2,7 +2,8 @@
 
 A run stopped by ``kill -9`` (or a power cut) leaves ``.snakemake/locks/`` behind and every
 later run stops with a LockException. Run from the working directory before ``snakemake``
-(``make run`` does): with no lock it does nothing; with a lock and no other snakemake process
+(``make run`` does), with the snakemake to use and any options it needs (``-s Snakefile``)
+as arguments: with no lock it does nothing; with a lock and no other snakemake process
 working in this directory it runs ``snakemake --unlock``; with one it names it and exits 1.
 Where processes cannot be listed (no /proc), it says what to do and exits 1.
 """
@@ -37,7 +38,7 @@ def snakemake_processes(workdir: Path) -> list[int] | None:
 
 
 def main(argv: list[str]) -> int:
-    snakemake = argv[0] if argv else "snakemake"
+    snakemake, *extra = argv or ["snakemake"]  # extra: e.g. -s path/to/Snakefile
     workdir = Path.cwd().resolve()
     locks = workdir / ".snakemake" / "locks"
     if not locks.is_dir() or not any(locks.iterdir()):
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> int:
         return 1
     print("a killed run left its lock behind: unlocking (its unfinished jobs rerun)",
           file=sys.stderr)  # fmt: skip
-    return subprocess.run([snakemake, "--unlock"], stdout=subprocess.DEVNULL).returncode
+    return subprocess.run([snakemake, *extra, "--unlock"], stdout=subprocess.DEVNULL).returncode
 
 
 if __name__ == "__main__":
