@@ -19,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# a run killed by kill -9 leaves a lock: removed when no other snakemake works here; the
+# profile's rerun-incomplete (profiles/default, loaded by snakemake itself) redoes its
+# unfinished jobs, so `make run` again resumes a stopped run
 run: install
+	$(BIN)/python workflow/scripts/unlock_stale.py $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 	@echo "report: results/report.html; metrics: results/*/metrics.tsv"

@@ -1,5 +1,5 @@
 # dps: restore fluorescence microscopy images with the DPS framework.
-# Run `snakemake --cores N` (profile: workflow/profiles/default); see README.md.
+# Run `snakemake --cores N` (profile: profiles/default, loaded by itself); see README.md.
 from snakemake.utils import min_version, validate
 
 min_version("8.0")

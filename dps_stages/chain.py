@@ -16,9 +16,12 @@ import dask.array as da
 import numpy as np
 
 from dps_stages.io import DpsInputError
-from dps_stages.training import SIM_NETWORKS
 
 log = logging.getLogger("dps.chain")
+
+#: the network behind each SIM method (``networks.sim_method``); here rather than imported
+#: from :mod:`dps_stages.training` so that the chain does not import torch for a dict
+SIM_NETWORKS = {"dps": "sim", "oidn": "oidn"}
 
 
 def run_network(

@@ -51,7 +51,7 @@ def _sim_kw(args: argparse.Namespace) -> dict[str, Any]:
 
 def _dbpn_psf(args: argparse.Namespace, pixel_size: float) -> tuple[np.ndarray, dict[str, Any]]:
     """The PSF of Res-U-DBPN's data term on the OUTPUT grid (half the input's pixel)."""
-    from dps_stages.cli import _psf_for
+    from dps_stages.cli.common import _psf_for
 
     out_pixel = pixel_size / 2
     # a PSF file (an identified PSF) is brought to the output grid by its pixel size
@@ -298,7 +298,7 @@ def _psf_figure(psf: np.ndarray, args: argparse.Namespace, pixel: float | None, 
 def _input_psf(args: argparse.Namespace, optics, grid: str) -> np.ndarray:
     """The PSF that makes simulated training images from the truth of ``grid``: the same
     Airy / srPSF / file choice as `dps deconvolve --psf`, on that grid, untruncated."""
-    from dps_stages.cli import _psf_for
+    from dps_stages.cli.common import _psf_for
 
     pixel = optics.pixel_size / 2 if grid == "2x" else optics.pixel_size
     return _psf_for(args, pixel, (10**6, 10**6))
@@ -320,7 +320,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     """One trained network on a stage's images, tile by tile."""
     from dps_stages import io
     from dps_stages.chain import check_pixel_size, run_network
-    from dps_stages.cli import _progress, _provenance, _write_any
+    from dps_stages.cli.common import _progress, _provenance, _write_any
     from dps_stages.inference import describe, load_model, select_device
 
     _threads(args)
@@ -352,7 +352,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
     """The DPS chain on one file, outside the workflow."""
     from dps_stages import io
     from dps_stages.chain import restore
-    from dps_stages.cli import _provenance, _write_any
+    from dps_stages.cli.common import _provenance, _write_any
     from dps_stages.optics import Optics
 
     _threads(args)
@@ -391,29 +391,26 @@ def cmd_restore(args: argparse.Namespace) -> None:
 
 
 def _add_sim_options(p: argparse.ArgumentParser) -> None:
-    from dps_stages.cli import _wiener
+    from dps_stages.cli.common import _option, _positive
+    from dps_stages.cli.reconstruct import add_wiener_options
 
     g = p.add_argument_group("Wiener SIM (when the chain uses it)")
-    g.add_argument("--sim-method", choices=("wiener", "dps", "oidn"), default="wiener")
-    g.add_argument("--wiener", type=_wiener, default="auto")
-    g.add_argument("--wiener-factor", type=float, default=3.0)
-    g.add_argument("--otf-decay", type=float, default=1.0)
-    g.add_argument("--local-wiener", type=float, default=1.5)
-    g.add_argument(
-        "--background-radius",
-        type=float,
-        default=50.0,
-        help="rolling-ball radius (pixels) before SIM and before Res-U-DBPN",
-    )
+    _option(g, "--sim-method", key="networks.sim_method", choices=("wiener", "dps", "oidn"))
+    add_wiener_options(g)
+    _option(g, "--background-radius", key="background.radius", type=_positive,
+            help="rolling-ball radius (pixels) before SIM and before Res-U-DBPN")  # fmt: skip
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:1")
+    from dps_stages.cli.common import _option
+
+    _option(p, "--device", key="networks.device",
+            help="auto (GPU if visible), cpu, cuda, cuda:1")  # fmt: skip
     p.add_argument("--threads", type=int, help="CPU threads for torch")
 
 
 def add_parsers(sub) -> None:
-    from dps_stages.cli import _add_optics
+    from dps_stages.cli.common import _add_optics, _count, _option, _positive
 
     p = sub.add_parser("train", help="train one network of the DPS chain")
     p.add_argument("net", choices=NETS)
@@ -485,15 +482,15 @@ def add_parsers(sub) -> None:
     )  # fmt: skip
     _add_device(p)
     _add_optics(p)
-    p.set_defaults(func=cmd_identify_psf, pixel_size=None)
+    p.set_defaults(func=cmd_identify_psf)
 
     p = sub.add_parser("infer", help="one trained network on a stage's images (tiled)")
     p.add_argument("net", choices=NETS)
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
     p.add_argument("--model", type=Path, required=True, help="model folder (dps train)")
-    p.add_argument("--tile", type=int, default=256, help="tile edge in input pixels")
-    p.add_argument("--pixel-size", type=float, help="nm; default: from the file")
+    _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
+    p.add_argument("--pixel-size", type=_positive, help="nm; default: from the file")
     p.add_argument("--stage", help="name recorded in the output's attributes")
     _add_device(p)
     p.set_defaults(func=cmd_infer)
@@ -508,8 +505,8 @@ def add_parsers(sub) -> None:
         default=Path("results/models"),
         help="folder with denoise/, sim/, artifact/, resudbpn/ (dps train)",
     )
-    p.add_argument("--tile", type=int, default=256)
+    _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
     _add_sim_options(p)
     _add_device(p)
     _add_optics(p)
-    p.set_defaults(func=cmd_restore, pixel_size=None)
+    p.set_defaults(func=cmd_restore)

@@ -29,6 +29,8 @@ Formulas
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import factorial
@@ -42,6 +44,7 @@ __all__ = [
     "fwhm",
     "noll_to_nm",
     "otf_from_psf",
+    "psf_for",
     "psf_size_for",
     "sr_psf",
     "widefield_otf",
@@ -379,6 +382,55 @@ def rescale_psf(psf: np.ndarray, factor: float, size: int | None = None) -> np.n
     coords = [(yy - c_out) * factor + c_in, (xx - c_out) * factor + c_in]
     out = np.clip(map_coordinates(h, coords, order=3, mode="constant", cval=0.0), 0, None)
     return (out / out.sum()).astype(np.float32)
+
+
+def psf_for(
+    choice: str | os.PathLike,
+    optics: Optics | None,
+    shape: Sequence[int] | None = None,
+    *,
+    regrid: bool = False,
+) -> np.ndarray:
+    """The PSF a deconvolution or a loss uses: ``'airy'``, ``'sr'`` or a PSF file.
+
+    ``'airy'`` is :func:`airy_psf` of the optics (widefield), ``'sr'`` the srPSF
+    :func:`sr_psf` (the Airy pattern of NA x ``modulation_factor``, Ye et al. 2024), both on
+    the grid of ``optics.pixel_size`` (the pixel of the image the PSF is for) and sized by
+    :func:`psf_size_for` (4 rings), odd, at most the image ``shape``. A file (TIFF, Zarr) is
+    read as one 2D image, checked (finite, non-negative, positive sum) and normalised to unit
+    sum; with ``regrid`` a file that records its pixel size ``p_f`` is resampled to the
+    optics' pixel ``p`` by :func:`rescale_psf` with factor ``p / p_f``, and one without is
+    taken as it is, with a warning. ``optics`` is None when the image's pixel is unknown,
+    which only a file allows. Raises :class:`~dps_stages.io.DpsInputError` on a bad file.
+    """
+    from dps_stages import io
+
+    if str(choice) not in ("airy", "sr"):
+        arr, meta = io.read_image(choice)
+        psf = np.squeeze(np.asarray(arr, dtype=np.float64))
+        if psf.ndim != 2:
+            raise io.DpsInputError(f"{choice}: expected a single 2D PSF; got shape {psf.shape}")
+        io.check_finite(psf, choice)
+        if psf.min() < 0 or psf.sum() <= 0:
+            raise io.DpsInputError(f"{choice}: a PSF must be non-negative with a positive sum")
+        psf = (psf / psf.sum()).astype(np.float32)
+        pixel = optics.pixel_size if optics is not None else None
+        if regrid and pixel and meta.get("pixel_size"):
+            zoom = float(meta["pixel_size"]) / float(pixel)
+            return rescale_psf(psf, 1 / zoom, int(psf.shape[0] * zoom) | 1)
+        if regrid:
+            logging.getLogger("dps").warning(
+                "%s: no pixel size; taken to be on the %s nm grid", choice, pixel
+            )
+        return psf
+    if optics is None:
+        raise io.DpsInputError(f"the {choice!r} PSF needs the image's pixel size")
+    factor = optics.modulation_factor if choice == "sr" else 1.0
+    size = psf_size_for(optics.wavelength, optics.na * factor, optics.pixel_size)
+    if shape is not None:
+        size = min(size, *shape[-2:])
+    size -= 1 - size % 2  # odd: centred on a pixel
+    return airy_psf(size, optics.wavelength, optics.na * factor, optics.pixel_size)
 
 
 def fwhm(profile: np.ndarray, spacing: float = 1.0) -> float:

@@ -147,3 +147,51 @@ def test_deconvolve_rejects_a_negative_psf(tmp_path, capsys):
     assert code == 2
     assert "psf.tif" in capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the dps_stages modules it imports (at the top or inside functions)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "dps_stages"
+    files = {}
+    for f in root.rglob("*.py"):
+        parts = f.relative_to(root.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for name, f in files.items():
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dps_stages"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    graph[name].add(sub if sub in files else node.module)
+            elif isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names if a.name in files}
+    return {m: {t for t in ts if t not in (m, "dps_stages")} for m, ts in graph.items()}
+
+
+def test_no_import_circle_in_the_package():
+    graph = import_graph()
+    assert "dps_stages.cli.common" in graph["dps_stages.cli_nets"]
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            assert state.get(target) != 1, " -> ".join([*path, target])
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_chain_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dps_stages.chain, dps_stages.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,5 +16,5 @@ rule background:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps background {input} {output} --radius {params.radius} --tile {params.tile} "
-        "--stage {wildcards.stage}_bg > {log} 2>&1"
+        "dps background {input:q} {output:q} --radius {params.radius:q} "
+        "--tile {params.tile:q} --stage {wildcards.stage:q}_bg > {log:q} 2>&1"

@@ -30,7 +30,10 @@ def settings_digest(*parts):
     computed by functions that take `input`, `output`, `threads` or `resources` (it treats
     them as derived from the inputs), as `artifact_options` does. A plain string param holding
     a digest of the config values a rule reads makes a change of those values rerun its jobs
-    whatever form its other params take.
+    whatever form its other params take. The stage rules need none: each config value they
+    read is a param of its own (a plain value or a function of the wildcards only), which
+    Snakemake compares; only the training rules, whose options are built from the input,
+    still carry a digest.
     """
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -87,6 +90,19 @@ def input_kind(ds):
     return "raw" if ds in SIMULATED else DATASETS[ds]["kind"]
 
 
+def check_levels():
+    """Two signal levels with the same name in paths (6 significant digits) would share
+    their outputs: refuse them before any job runs."""
+    for ds in SIMULATED:
+        values = DATASETS[ds]["simulate"]["levels"]
+        names = [level_key(v) for v in values]
+        if len(set(names)) < len(names):
+            raise ValueError(
+                f"datasets.{ds}.simulate.levels: {values} name the same level twice "
+                f"({names}); levels must differ in their first 6 significant digits"
+            )
+
+
 def levels(ds):
     """Signal levels of a simulated dataset; a user's data is the single level 'input'."""
     if ds in SIMULATED:
@@ -130,6 +146,7 @@ def stage_chain(ds):
     return [("sim", None), ("sim_bg", "sim"), ("sim_sparse", "sim"), ("sim_dbpn", "sim_bg")]
 
 
+check_levels()
 # the SIM reconstruction that artifact removal cleans, by config
 ARTIFACT_INPUT = {"wiener": "sim_dn_wiener", "dps": "sim_dps", "oidn": "sim_oidn"}[
     NET["sim_method"]
@@ -230,12 +247,23 @@ def deconvolve_inputs(w):
 
 
 def sim_options():
-    return (
-        f"--wiener {config['sim']['wiener']} "
-        f"--wiener-factor {config['sim']['wiener_factor']} "
-        f"--otf-decay {config['sim']['otf_decay']} "
-        f"--local-wiener {config['sim']['local_wiener']}"
-    )
+    """`dps` options of the Wiener SIM settings, quoted (for the artifact training)."""
+    sim = config["sim"]
+    return shlex.join(
+        str(a)
+        for a in (
+            "--wiener", sim["wiener"], "--wiener-factor", sim["wiener_factor"],
+            "--otf-decay", sim["otf_decay"], "--local-wiener", sim["local_wiener"],
+        )
+    )  # fmt: skip
+
+
+def sparse_options(w):
+    """The sparse-Hessian weights of a sparse deconvolution stage; none for RL."""
+    if DECONVOLUTION[w.deconv][0] != "sparse":
+        return []
+    sparse = config["deconvolution"]["sparse"]
+    return ["--fidelity", sparse["fidelity"], "--sparsity", sparse["sparsity"]]
 
 
 # deconvolution stages: name -> (method, PSF), their input by dataset kind below
@@ -285,25 +313,12 @@ def truth_store(ds):
     return f"{RESULTS}/{ds}/simulate/test.zarr" if ds in SIMULATED else None
 
 
-def simulate_args(ds, split):
-    """Command-line options of `dps simulate` from the config."""
-    sim = DATASETS[ds]["simulate"]
-    opt = optics(ds)
-    pat, noise = sim["pattern"], sim["noise"]
-    n = {"train": sim["n_train"], "val": sim["n_val"], "test": sim["n_test"]}[split]
-    args = [
-        "--seed", config["seed"], "--structures", ",".join(sim["structures"]),
-        "--n-per-structure", n, "--size", sim["size"],
-        "--levels", ",".join(level_key(v) for v in sim["levels"]),
-        "--pattern-frequency", pat["frequency"], "--modulation", pat["modulation"],
-        "--angle-error", pat["angle_error"], "--phase-error", pat["phase_error"],
-        "--read-noise", noise["read_noise"], "--gain", noise["gain"],
-        "--offset", noise["offset"], "--bits", noise["bits"],
-        "--salt-pepper", noise["salt_pepper"], "--tile", config["tile"],
-        "--wavelength", opt["wavelength"], "--na", opt["na"],
-        "--pixel-size", opt["pixel_size"], "--modulation-factor", opt["modulation_factor"],
-    ]
-    return shlex.join(str(a) for a in args)
+def simulate_setting(ds, *keys):
+    """A simulated dataset's setting, e.g. ``simulate_setting(ds, "noise", "gain")``."""
+    value = DATASETS[ds]["simulate"]
+    for key in keys:
+        value = value[key]
+    return value
 
 
 def pixel_size_of_input(ds):
@@ -320,6 +335,7 @@ def evaluate_inputs(w):
 
 
 def stage_options(w, with_input=True):
+    """`--stage NAME PATH [INPUT]` of every stage and `--truth`: a list, quoted by `:q`."""
     parts = []
     for name, source in stage_chain(w.ds):
         parts += ["--stage", name, stage_path(w.ds, w.level, name)]
@@ -327,7 +343,7 @@ def stage_options(w, with_input=True):
             parts.append(source or "-")
     if w.ds in SIMULATED:
         parts += ["--truth", truth_store(w.ds)]
-    return shlex.join(parts)
+    return parts
 
 
 def trained_networks():

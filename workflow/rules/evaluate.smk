@@ -16,8 +16,8 @@ rule evaluate:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps evaluate {output} {params.stages} --level {wildcards.level} "
-        "--n-r {params.n_r} --n-g {params.n_g} > {log} 2>&1"
+        "dps evaluate {output:q} {params.stages:q} --level {wildcards.level:q} "
+        "--n-r {params.n_r:q} --n-g {params.n_g:q} > {log:q} 2>&1"
 
 
 rule stage_figure:
@@ -39,8 +39,8 @@ rule stage_figure:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps figures {output} {params.stages} --level {wildcards.level} "
-        "--n-images {params.n} > {log} 2>&1"
+        "dps figures {output:q} {params.stages:q} --level {wildcards.level:q} "
+        "--n-images {params.n:q} > {log:q} 2>&1"
 
 
 rule metrics_table:
@@ -70,8 +70,8 @@ rule metrics_table:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps summarise {output.table} {input} --summary {output.summary} "
-        "--figure {output.figure} > {log} 2>&1"
+        "dps summarise {output.table:q} {input:q} --summary {output.summary:q} "
+        "--figure {output.figure:q} > {log:q} 2>&1"
 
 
 rule export:
@@ -85,4 +85,4 @@ rule export:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps export {input} --ome-zarr {output.ome} --tiff {output.tiff} > {log} 2>&1"
+        "dps export {input:q} --ome-zarr {output.ome:q} --tiff {output.tiff:q} > {log:q} 2>&1"

@@ -150,16 +150,18 @@ rule identify_psf:
     log:
         f"{RESULTS}/logs/{{ds}}/identify_psf_{{level}}.log",
     params:
-        optics=lambda w: optics_options(w.ds),
-        settings=DATA_SETTINGS,
+        wavelength=lambda w: optics(w.ds)["wavelength"],
+        na=lambda w: optics(w.ds)["na"],
+        modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
         device=NET["device"],
     threads: NET["threads"]
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps identify-psf {input.image} {output.widefield} --model {input.model} "
-        "--sr {output.sr} --figure {output.figure} {params.optics} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
+        "dps identify-psf {input.image:q} {output.widefield:q} --model {input.model:q} "
+        "--sr {output.sr:q} --figure {output.figure:q} --wavelength {params.wavelength:q} "
+        "--na {params.na:q} --modulation-factor {params.modulation_factor:q} "
+        "--device {params.device:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule train_resudbpn_own:
@@ -196,16 +198,15 @@ rule infer:
         net_stage="raw_dn|sim_dps|sim_oidn|sim_ar|sim_dbpn|widefield_dbpn",
     params:
         net=lambda w: net_stages(w.ds)[w.net_stage][0],
-        settings=settings_digest(NET["sim_method"], DATA_SETTINGS),
         tile=NET["tile"],
         device=NET["device"],
     threads: NET["threads"]
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps infer {params.net} {input.image} {output} --model {input.model} "
-        "--tile {params.tile} --device {params.device} --threads {threads} "
-        "--stage {wildcards.net_stage} > {log} 2>&1"
+        "dps infer {params.net:q} {input.image:q} {output:q} --model {input.model:q} "
+        "--tile {params.tile:q} --device {params.device:q} --threads {threads} "
+        "--stage {wildcards.net_stage:q} > {log:q} 2>&1"
 
 
 rule model_figure:
@@ -226,4 +227,4 @@ rule model_figure:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "cp {input}/{wildcards.figure}.png {output} > {log} 2>&1"
+        "cp {input:q}/{wildcards.figure:q}.png {output:q} > {log:q} 2>&1"

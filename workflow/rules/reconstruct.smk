@@ -1,5 +1,5 @@
 # Classical reconstruction: Wiener 2D-SIM (parameters estimated from the frames),
-# Richardson-Lucy and sparse-Hessian deconvolution.
+# Richardson-Lucy and sparse-Hessian deconvolution. The pixel size comes with the input.
 
 
 rule sim_reconstruct:
@@ -12,14 +12,21 @@ rule sim_reconstruct:
     wildcard_constraints:
         wiener_stage="|".join(SIM_WIENER),
     params:
-        optics=lambda w: optics_options(w.ds),
-        settings=DATA_SETTINGS,
-        sim=sim_options(),
+        wiener=config["sim"]["wiener"],
+        wiener_factor=config["sim"]["wiener_factor"],
+        otf_decay=config["sim"]["otf_decay"],
+        local_wiener=config["sim"]["local_wiener"],
+        wavelength=lambda w: optics(w.ds)["wavelength"],
+        na=lambda w: optics(w.ds)["na"],
+        modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps sim-reconstruct {input} {output} {params.sim} {params.optics} "
-        "--stage {wildcards.wiener_stage} > {log} 2>&1"
+        "dps sim-reconstruct {input:q} {output:q} --wiener {params.wiener:q} "
+        "--wiener-factor {params.wiener_factor:q} --otf-decay {params.otf_decay:q} "
+        "--local-wiener {params.local_wiener:q} --wavelength {params.wavelength:q} "
+        "--na {params.na:q} --modulation-factor {params.modulation_factor:q} "
+        "--stage {wildcards.wiener_stage:q} > {log:q} 2>&1"
 
 
 rule deconvolve:
@@ -35,15 +42,16 @@ rule deconvolve:
         method=lambda w: DECONVOLUTION[w.deconv][0],
         psf=lambda w: deconvolution_psf(w.ds, w.level, w.deconv),
         iterations=lambda w: config["deconvolution"][DECONVOLUTION[w.deconv][0]]["iterations"],
-        sparse=(
-            f"--fidelity {config['deconvolution']['sparse']['fidelity']} "
-            f"--sparsity {config['deconvolution']['sparse']['sparsity']}"
-        ),
-        optics=lambda w: optics_options(w.ds),
-        settings=settings_digest(config["deconvolution"], DATA_SETTINGS),
+        # the sparse-Hessian weights, for the sparse stages only (RL does not read them)
+        sparse=sparse_options,
+        wavelength=lambda w: optics(w.ds)["wavelength"],
+        na=lambda w: optics(w.ds)["na"],
+        modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps deconvolve {input.image} {output} --method {params.method} --psf {params.psf} "
-        "--iterations {params.iterations} {params.sparse} {params.optics} "
-        "--stage {wildcards.deconv} > {log} 2>&1"
+        "dps deconvolve {input.image:q} {output:q} --method {params.method:q} "
+        "--psf {params.psf:q} --iterations {params.iterations:q} {params.sparse:q} "
+        "--wavelength {params.wavelength:q} --na {params.na:q} "
+        "--modulation-factor {params.modulation_factor:q} "
+        "--stage {wildcards.deconv:q} > {log:q} 2>&1"

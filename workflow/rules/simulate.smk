@@ -1,5 +1,7 @@
 # Stage inputs: a simulated dataset (ground truth, raw SIM frames, widefield at several
 # signal levels) or a user's images, validated and written as chunked Zarr.
+# Every config value is a param of its own (a plain value or a function of the wildcards),
+# so that Snakemake's params trigger reruns exactly the jobs whose values changed.
 
 
 rule simulate:
@@ -8,14 +10,38 @@ rule simulate:
     log:
         f"{RESULTS}/logs/{{sim_ds}}/simulate_{{split}}.log",
     params:
-        args=lambda w: simulate_args(w.sim_ds, w.split),
-        settings=settings_digest(
-            DATA_SETTINGS, NET["simulate"], {ds: DATASETS[ds] for ds in SIMULATED}
-        ),
+        seed=config["seed"],
+        tile=config["tile"],
+        n=lambda w: simulate_setting(w.sim_ds, f"n_{w.split}"),
+        structures=lambda w: ",".join(simulate_setting(w.sim_ds, "structures")),
+        size=lambda w: simulate_setting(w.sim_ds, "size"),
+        levels=lambda w: ",".join(levels(w.sim_ds)),
+        frequency=lambda w: simulate_setting(w.sim_ds, "pattern", "frequency"),
+        modulation=lambda w: simulate_setting(w.sim_ds, "pattern", "modulation"),
+        angle_error=lambda w: simulate_setting(w.sim_ds, "pattern", "angle_error"),
+        phase_error=lambda w: simulate_setting(w.sim_ds, "pattern", "phase_error"),
+        read_noise=lambda w: simulate_setting(w.sim_ds, "noise", "read_noise"),
+        gain=lambda w: simulate_setting(w.sim_ds, "noise", "gain"),
+        offset=lambda w: simulate_setting(w.sim_ds, "noise", "offset"),
+        bits=lambda w: simulate_setting(w.sim_ds, "noise", "bits"),
+        salt_pepper=lambda w: simulate_setting(w.sim_ds, "noise", "salt_pepper"),
+        wavelength=lambda w: optics(w.sim_ds)["wavelength"],
+        na=lambda w: optics(w.sim_ds)["na"],
+        pixel_size=lambda w: optics(w.sim_ds)["pixel_size"],
+        modulation_factor=lambda w: optics(w.sim_ds)["modulation_factor"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps simulate {output} --split {wildcards.split} {params.args} > {log} 2>&1"
+        "dps simulate {output:q} --split {wildcards.split:q} --seed {params.seed:q} "
+        "--structures {params.structures:q} --n-per-structure {params.n:q} "
+        "--size {params.size:q} --levels {params.levels:q} "
+        "--pattern-frequency {params.frequency:q} --modulation {params.modulation:q} "
+        "--angle-error {params.angle_error:q} --phase-error {params.phase_error:q} "
+        "--read-noise {params.read_noise:q} --gain {params.gain:q} --offset {params.offset:q} "
+        "--bits {params.bits:q} --salt-pepper {params.salt_pepper:q} --tile {params.tile:q} "
+        "--wavelength {params.wavelength:q} --na {params.na:q} "
+        "--pixel-size {params.pixel_size:q} --modulation-factor {params.modulation_factor:q} "
+        "> {log:q} 2>&1"
 
 
 rule extract_level:
@@ -29,8 +55,8 @@ rule extract_level:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps extract {input} --level {wildcards.level} "
-        "--raw {output.raw} --widefield {output.widefield} > {log} 2>&1"
+        "dps extract {input:q} --level {wildcards.level:q} "
+        "--raw {output.raw:q} --widefield {output.widefield:q} > {log:q} 2>&1"
 
 
 rule import_raw:
@@ -43,13 +69,12 @@ rule import_raw:
         f"{RESULTS}/logs/{{raw_ds}}/import.log",
     params:
         pixel_size=lambda w: pixel_size_of_input(w.raw_ds),
-        settings=DATA_SETTINGS,
         tile=config["tile"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps import {input:q} {output.raw} --kind raw --widefield {output.widefield} "
-        "--pixel-size {params.pixel_size} --tile {params.tile} > {log} 2>&1"
+        "dps import {input:q} {output.raw:q} --kind raw --widefield {output.widefield:q} "
+        "--pixel-size {params.pixel_size:q} --tile {params.tile:q} > {log:q} 2>&1"
 
 
 rule import_image:
@@ -63,10 +88,9 @@ rule import_image:
         kind="widefield|sim",
     params:
         pixel_size=lambda w: pixel_size_of_input(w.image_ds),
-        settings=DATA_SETTINGS,
         tile=config["tile"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps import {input:q} {output} --kind {wildcards.kind} "
-        "--pixel-size {params.pixel_size} --tile {params.tile} > {log} 2>&1"
+        "dps import {input:q} {output:q} --kind {wildcards.kind:q} "
+        "--pixel-size {params.pixel_size:q} --tile {params.tile:q} > {log:q} 2>&1"

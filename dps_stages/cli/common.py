@@ -1,0 +1,199 @@
+"""Helpers shared by the ``dps`` subcommands: option types, the optics group, the PSF choice,
+provenance, progress and output writing. Imports nothing else of :mod:`dps_stages.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dps_stages import __version__, settings
+from dps_stages.io import DpsInputError
+
+# --------------------------------------------------------------------------------------------
+# option types: a bad value is an argparse error (exit 2) naming the option
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _wiener(text: str) -> float | str:
+    """'auto' or a Wiener parameter w > 0."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number > 0, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """A finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _option(p, *flags: str, key: str, **kw: Any) -> argparse.Action:
+    """An option whose default is the config key's (:func:`dps_stages.settings.default`).
+
+    The key is kept on the action (``config_key``) so that tests/test_defaults.py can check
+    the command line against the schema and config.yaml.
+    """
+    action = p.add_argument(*flags, default=settings.default(key), **kw)
+    action.config_key = key  # type: ignore[attr-defined]
+    return action
+
+
+# --------------------------------------------------------------------------------------------
+# optics and the PSF
+
+
+def _add_optics(p: argparse.ArgumentParser, *, pixel_size: bool = False) -> None:
+    """The optics group. ``--pixel-size`` has no default (the input's metadata gives it)
+    unless ``pixel_size``: a command without an input image (simulate) takes the config's."""
+    g = p.add_argument_group("optics (nm)")
+    _option(g, "--wavelength", key="optics.wavelength", type=_positive,
+            help="emission wavelength")  # fmt: skip
+    _option(g, "--na", key="optics.na", type=_positive, help="numerical aperture")
+    if pixel_size:
+        _option(g, "--pixel-size", key="optics.pixel_size", type=_positive,
+                help="camera pixel at the sample")  # fmt: skip
+    else:
+        g.add_argument("--pixel-size", type=_positive, default=None,
+                       help="pixel at the sample; default: the input file's")  # fmt: skip
+    _option(g, "--modulation-factor", key="optics.modulation_factor", type=_positive,
+            help="SIM passband factor (srPSF: NA x this)")  # fmt: skip
+
+
+def _optics(args: argparse.Namespace, meta: dict[str, Any] | None = None):
+    """Optics from the options; without --pixel-size, the pixel size the file gives."""
+    from dps_stages.optics import Optics
+
+    pixel_size = args.pixel_size or (meta or {}).get("pixel_size")
+    if pixel_size is None:
+        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size (nm)")
+    return Optics(
+        wavelength=args.wavelength, na=args.na, pixel_size=float(pixel_size),
+        modulation_factor=args.modulation_factor,
+    )  # fmt: skip
+
+
+def _psf_for(
+    args: argparse.Namespace,
+    pixel_size: float | None,
+    shape: tuple[int, ...],
+    *,
+    regrid: bool = False,
+):
+    """:func:`dps_stages.optics.psf_for` of the options ``--psf`` and the optics group, on the
+    grid of ``pixel_size`` (None: unknown, which only a PSF file allows)."""
+    from dps_stages.optics import Optics, psf_for
+
+    if pixel_size is None and str(args.psf) in ("airy", "sr"):
+        what = getattr(args, "input", None) or getattr(args, "data", None) or "the input"
+        raise DpsInputError(f"{what}: the file gives no pixel size; pass --pixel-size")
+    optics = None
+    if pixel_size:
+        optics = Optics(wavelength=args.wavelength, na=args.na, pixel_size=float(pixel_size),
+                        modulation_factor=args.modulation_factor)  # fmt: skip
+    return psf_for(args.psf, optics, shape, regrid=regrid)
+
+
+# --------------------------------------------------------------------------------------------
+# reading, writing, provenance
+
+
+def _provenance(command: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
+    params = {k: v for k, v in vars(args).items() if k != "func"}
+    return {
+        "dps": {
+            "command": command,
+            "version": __version__,
+            "parameters": params,
+            "seconds": round(time.perf_counter() - started, 3),
+            "numpy": np.__version__,
+        }
+    }
+
+
+def _progress():
+    """A progress bar over the tiles of a dask computation, on stderr (the rule's log)."""
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar(minimum=2.0, out=sys.stderr)
+
+
+def _write_any(path: str | Path, image, attrs: dict[str, Any], *, tile: int = 1024) -> None:
+    """Zarr for ``*.zarr`` (stage layout, or OME-Zarr for ``*.ome.zarr``), else ImageJ TIFF."""
+    from dps_stages import io
+
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".ome.zarr"):
+        io.write_ome_zarr(path, np.asarray(image), attrs.get("pixel_size"), attrs)
+    elif name.endswith(".zarr"):
+        io.write_stage(path, image, attrs, tile=tile)
+    elif name.endswith((".tif", ".tiff")):
+        io.write_tiff(path, np.asarray(image), attrs.get("pixel_size"))
+    else:
+        raise DpsInputError(f"{path}: output must end in .zarr, .ome.zarr, .tif or .tiff")
+
+
+def _read_2d(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    from dps_stages import io
+
+    arr, meta = io.read_image(path)
+    arr = np.asarray(arr, dtype=np.float32)
+    arr = np.squeeze(arr)
+    if arr.ndim != 2:
+        raise DpsInputError(f"{path}: expected a single 2D image; got shape {arr.shape}")
+    io.check_finite(arr, path)
+    return arr, meta
+
+
+def level_key(level: float) -> str:
+    """The name of a signal level in paths and tables: 20.0 -> '20', 0.5 -> '0.5'."""
+    return f"{float(level):g}"

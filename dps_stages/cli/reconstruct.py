@@ -1,0 +1,130 @@
+"""The classical reconstructions of ``dps``: Wiener 2D-SIM (``sim-reconstruct``) and
+Richardson-Lucy or sparse-Hessian deconvolution (``deconvolve``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dps_stages import settings
+from dps_stages.cli.common import (
+    _add_optics,
+    _count,
+    _non_negative,
+    _optics,
+    _option,
+    _positive,
+    _provenance,
+    _psf_for,
+    _wiener,
+    _write_any,
+)
+
+log = logging.getLogger("dps")
+
+
+def wiener_kw(args: argparse.Namespace) -> dict[str, Any]:
+    """The Wiener SIM settings of the options (the fields of :class:`settings.SIMDefaults`)."""
+    return {key: getattr(args, key) for key in asdict(settings.DEFAULTS.sim)}
+
+
+def add_wiener_options(p) -> None:
+    """The Wiener 2D-SIM options (config ``sim``); defaults from :mod:`dps_stages.settings`."""
+    _option(p, "--wiener", key="sim.wiener", type=_wiener,
+            help="Wiener parameter w, or 'auto': wiener-factor x the measured noise-to-signal "
+            "ratio")  # fmt: skip
+    _option(p, "--wiener-factor", key="sim.wiener_factor", type=_positive)
+    _option(p, "--otf-decay", key="sim.otf_decay", type=_positive,
+            help="damping a of the model OTF (a**q, fairSIM's; 1: ideal)")  # fmt: skip
+    _option(p, "--local-wiener", key="sim.local_wiener", type=_non_negative,
+            help="local noise suppression of the background grain (Lee 1980); 0: off")  # fmt: skip
+
+
+def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
+    """Wiener 2D-SIM reconstruction with pattern parameters estimated from the frames."""
+    from dps_stages import io
+    from dps_stages.sim import reconstruct_stack
+
+    t0 = time.perf_counter()
+    arr, meta = io.read_image(args.input)
+    raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float32)
+    io.check_finite(raw, args.input)
+    optics = _optics(args, meta)
+    images, params = reconstruct_stack(raw, optics, **wiener_kw(args))
+    for i, p in enumerate(params):
+        log.info("image %d: estimated %s", i, json.dumps(p.to_dict()))
+    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
+    attrs.update(
+        {
+            "source": str(args.input),
+            "stage": args.stage or "sim_wiener",
+            "pixel_size": optics.pixel_size / 2,
+            "sim_parameters": [p.to_dict() for p in params],
+            "optics": optics.to_dict(),
+        }
+    )
+    _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args, t0))
+
+
+def cmd_deconvolve(args: argparse.Namespace) -> None:
+    """Richardson-Lucy or sparse-Hessian deconvolution, image by image."""
+    from dps_stages import io
+    from dps_stages.deconvolution import richardson_lucy, sparse_hessian
+
+    t0 = time.perf_counter()
+    arr, meta = io.read_image(args.input)
+    images = np.asarray(io.as_image_stack(arr, args.input), dtype=np.float32)
+    io.check_finite(images, args.input)
+    pixel_size = args.pixel_size or meta.get("pixel_size")
+    psf = _psf_for(args, pixel_size, images.shape)
+    iterations = args.iterations or settings.default(f"deconvolution.{args.method}.iterations")
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        if args.method == "rl":
+            out[i] = richardson_lucy(image, psf, iterations=iterations)
+        else:
+            out[i] = sparse_hessian(image, psf=psf, fidelity=args.fidelity,
+                                    sparsity=args.sparsity, iterations=iterations)  # fmt: skip
+        log.info("image %d/%d deconvolved (%s)", i + 1, len(images), args.method)
+    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
+    attrs.update({"source": str(args.input), "stage": args.stage or args.method,
+                  "pixel_size": pixel_size, "psf": str(args.psf)})  # fmt: skip
+    _write_any(args.output, out, attrs | _provenance("deconvolve", args, t0))
+
+
+def add_parsers(sub) -> None:
+    """The subcommands of this module."""
+    p = sub.add_parser("sim-reconstruct", help="Wiener 2D-SIM reconstruction (Gustafsson 2000)")
+    p.add_argument("input", type=Path, help="raw frames: (9, y, x) or (n, 9, y, x)")
+    p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif (2x grid)")
+    add_wiener_options(p)
+    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_optics(p)
+    p.set_defaults(func=cmd_sim_reconstruct)
+
+    rl = settings.DEFAULTS.deconvolution.rl.iterations
+    sparse = settings.DEFAULTS.deconvolution.sparse.iterations
+    p = sub.add_parser("deconvolve", help="Richardson-Lucy or sparse-Hessian deconvolution")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
+    p.add_argument("--method", choices=("rl", "sparse"), default="rl")
+    p.add_argument(
+        "--psf", default="airy",
+        help="'airy' (widefield), 'sr' (SIM passband: NA x modulation factor) or a PSF TIFF",
+    )  # fmt: skip
+    p.add_argument("--iterations", type=_count, default=None,
+                   help=f"RL iterations (default {rl}) or split-Bregman ({sparse})")  # fmt: skip
+    _option(p, "--fidelity", key="deconvolution.sparse.fidelity", type=_positive,
+            help="sparse: fidelity weight")  # fmt: skip
+    _option(p, "--sparsity", key="deconvolution.sparse.sparsity", type=_non_negative,
+            help="sparse: L1 weight")  # fmt: skip
+    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_optics(p)
+    p.set_defaults(func=cmd_deconvolve)

@@ -1,0 +1,345 @@
+"""The data stages of ``dps``: simulate, extract, import, background, the metrics
+(decorrelation, compare, evaluate, summarise), figures and export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dps_stages.cli.common import (
+    _add_optics,
+    _count,
+    _floats,
+    _names,
+    _non_negative,
+    _option,
+    _positive,
+    _progress,
+    _provenance,
+    _read_2d,
+    _write_any,
+    level_key,
+)
+from dps_stages.io import DpsInputError
+
+log = logging.getLogger("dps")
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from dps_stages import io
+    from dps_stages.optics import Optics
+    from dps_stages.simulate import simulate_dataset
+
+    t0 = time.perf_counter()
+    optics = Optics(wavelength=args.wavelength, na=args.na, pixel_size=args.pixel_size,
+                    modulation_factor=args.modulation_factor)  # fmt: skip
+    noise = {
+        "read_noise": args.read_noise,
+        "gain": args.gain,
+        "offset": args.offset,
+        "bits": args.bits,
+        "salt_pepper": args.salt_pepper,
+    }
+    data = simulate_dataset(
+        list(args.structures),
+        args.n_per_structure,
+        args.size,
+        optics,
+        levels=[float(v) for v in args.levels],
+        seed=args.seed,
+        split=args.split,
+        pattern_kw={
+            "pattern_frequency": args.pattern_frequency,
+            "modulation": args.modulation,
+            "angle_error": args.angle_error,
+            "phase_error": args.phase_error,
+        },
+        noise_kw=noise,
+        progress=True,
+    )
+    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
+    attrs = {
+        "kind": "simulated",
+        "split": args.split,
+        "seed": args.seed,
+        "levels": [float(v) for v in args.levels],
+        "structures": list(data["structure"]),
+        "patterns": data["patterns"],
+        "optics": optics.to_dict(),
+        "pixel_size": optics.pixel_size,
+        "noise": noise,
+        **_provenance("simulate", args, t0),
+    }
+    io.write_group(args.output, arrays, attrs, tile=args.tile)
+    log.info("wrote %s: %d images, arrays %s", args.output, len(data["structure"]), list(arrays))
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    """Take one signal level of a simulated split as the stage inputs raw and widefield."""
+    from dps_stages import io
+
+    t0 = time.perf_counter()
+    group = io.open_group(args.store)
+    attrs = dict(group.attrs)
+    keys = [level_key(v) for v in attrs["levels"]]
+    if args.level not in keys:
+        raise DpsInputError(f"{args.store}: no signal level {args.level!r}; it holds {keys}")
+    li = keys.index(args.level)
+    common = {
+        "source": str(args.store),
+        "level": args.level,
+        "structures": attrs["structures"],
+        "optics": attrs["optics"],
+        "pixel_size": attrs["optics"]["pixel_size"],
+        "truth_store": str(args.store),
+    }
+    prov = _provenance("extract", args, t0)
+    if args.raw:
+        io.write_stage(args.raw, group["raw"][:, li], {**common, "stage": "raw", **prov})
+    if args.widefield:
+        wf = group["widefield_noisy"][:, li]
+        io.write_stage(args.widefield, wf, {**common, "stage": "widefield", **prov})
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    """Validate a user's image and write it as the stage input (raw and widefield, or sim)."""
+    import dask.array as da
+
+    from dps_stages import io
+
+    t0 = time.perf_counter()
+    if args.widefield and args.kind != "raw":
+        raise DpsInputError("--widefield is only for --kind raw (the mean of the 9 frames)")
+    arr, meta = io.read_image(args.input)
+    if args.kind == "raw":
+        arr = io.as_raw_sim(arr, args.input)
+    else:
+        arr = io.as_image_stack(arr, args.input)
+    arr = da.asarray(arr).astype(np.float32)
+    if not bool(da.isfinite(arr).all().compute()):
+        raise DpsInputError(f"{args.input}: holds NaN or infinite pixels; expected finite values")
+    pixel_size = args.pixel_size or meta.get("pixel_size")
+    if pixel_size is None:
+        raise DpsInputError(
+            f"{args.input}: the file gives no pixel size; pass --pixel-size (nm) "
+            "or set optics.pixel_size for this dataset"
+        )
+    attrs = {"source": str(args.input), "level": "input", "pixel_size": float(pixel_size)}
+    attrs.update(_provenance("import", args, t0))
+    io.write_stage(args.output, arr, {**attrs, "stage": args.kind}, tile=args.tile)
+    if args.widefield:
+        io.write_stage(
+            args.widefield, arr.mean(axis=1), {**attrs, "stage": "widefield"}, tile=args.tile
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# background
+
+
+def cmd_background(args: argparse.Namespace) -> None:
+    from dps_stages import io
+    from dps_stages.background import subtract_background_tiled
+
+    t0 = time.perf_counter()
+    arr, meta = io.read_image(args.input)
+    out = subtract_background_tiled(arr, args.radius, tile=args.tile)
+    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps")}
+    attrs.update({"source": str(args.input), "stage": args.stage or "background"})
+    with _progress():
+        _write_any(args.output, out, attrs | _provenance("background", args, t0), tile=args.tile)
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+
+
+def cmd_decorrelation(args: argparse.Namespace) -> None:
+    from dps_stages.metrics import decorrelation
+
+    image, meta = _read_2d(args.image)
+    pixel_size = args.pixel_size or meta.get("pixel_size")
+    res = decorrelation(image, pixel_size=pixel_size, n_r=args.n_r, n_g=args.n_g)
+    out = {k: v for k, v in res.to_dict().items() if not isinstance(v, (list, np.ndarray))}
+    out["image"] = str(args.image)
+    print(json.dumps(out, indent=2))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from dps_stages.metrics import compare
+
+    cand, _ = _read_2d(args.candidate)
+    ref, _ = _read_2d(args.reference)
+    if cand.shape != ref.shape:
+        raise DpsInputError(
+            f"{args.candidate}: shape {cand.shape} differs from the reference "
+            f"{args.reference} {ref.shape}"
+        )
+    out = {k: float(v) for k, v in compare(cand, ref).items()}
+    out.update({"candidate": str(args.candidate), "reference": str(args.reference)})
+    print(json.dumps(out, indent=2))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from dps_stages.evaluate import evaluate_level
+    from dps_stages.io import atomic_path
+
+    table = evaluate_level(
+        stages=[(name, Path(path), None if inp == "-" else inp) for name, path, inp in args.stage],
+        truth_store=args.truth,
+        level=args.level,
+        n_r=args.n_r,
+        n_g=args.n_g,
+    )
+    with atomic_path(args.output) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def cmd_summarise(args: argparse.Namespace) -> None:
+    from dps_stages.evaluate import summarise
+
+    summarise(args.tables, args.output, args.summary, args.figure)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from dps_stages.figures import stage_panel
+
+    stage_panel(
+        stages=[(name, Path(path)) for name, path in args.stage],
+        truth_store=args.truth,
+        level=args.level,
+        output=args.output,
+        n_images=args.n_images,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write a stage's output as OME-Zarr and ImageJ TIFF for Fiji and napari."""
+    from dps_stages import io
+
+    arr, meta = io.read_image(args.input)
+    image = np.asarray(arr, dtype=np.float32)
+    attrs = {k: v for k, v in meta.items() if k != "path"}
+    if args.ome_zarr:
+        io.write_ome_zarr(args.ome_zarr, image, meta.get("pixel_size"), attrs)
+    if args.tiff:
+        io.write_tiff(args.tiff, image, meta.get("pixel_size"))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _add_decorrelation(p: argparse.ArgumentParser) -> None:
+    _option(p, "--n-r", key="evaluate.n_r", type=_count, help="decorrelation: radii sampled")
+    _option(p, "--n-g", key="evaluate.n_g", type=_count, help="decorrelation: high-pass filters")
+
+
+def add_parsers(sub) -> None:
+    """The subcommands of this module."""
+    p = sub.add_parser("simulate", help="simulate ground truth, raw SIM frames and widefield")
+    p.add_argument("output", type=Path, help="Zarr group to write")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    _option(p, "--seed", key="seed", type=int)
+    _option(p, "--structures", key="simulate.structures", type=_names,
+            help="comma-separated: microtubules, ccps, er, actin")  # fmt: skip
+    p.add_argument("--n-per-structure", type=_count, default=2)
+    _option(p, "--size", key="simulate.size", type=_count, help="camera-grid size in pixels")
+    _option(p, "--levels", key="simulate.levels", type=_floats, help="photons, peak pixel")
+    _option(p, "--pattern-frequency", key="simulate.pattern.frequency", type=_positive)
+    _option(p, "--modulation", key="simulate.pattern.modulation", type=_non_negative)
+    _option(p, "--angle-error", key="simulate.pattern.angle_error", type=_non_negative)
+    _option(p, "--phase-error", key="simulate.pattern.phase_error", type=_non_negative)
+    _option(p, "--read-noise", key="simulate.noise.read_noise", type=_non_negative)
+    _option(p, "--gain", key="simulate.noise.gain", type=_positive)
+    _option(p, "--offset", key="simulate.noise.offset", type=_non_negative)
+    _option(p, "--bits", key="simulate.noise.bits", type=_count)
+    _option(p, "--salt-pepper", key="simulate.noise.salt_pepper", type=_non_negative,
+            help="fraction of hot or dead pixels")  # fmt: skip
+    _option(p, "--tile", key="tile", type=_count)
+    _add_optics(p, pixel_size=True)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("extract", help="one signal level of a simulated split as stage inputs")
+    p.add_argument("store", type=Path)
+    p.add_argument("--level", required=True)
+    p.add_argument("--raw", type=Path, help="Zarr for the raw frames (n, 9, y, x)")
+    p.add_argument("--widefield", type=Path, help="Zarr for the widefield images (n, y, x)")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("import", help="validate a user's image and write it as a stage input")
+    p.add_argument("input", type=Path, help="TIFF, folder of TIFFs, Zarr or OME-Zarr")
+    p.add_argument("output", type=Path, help="Zarr to write")
+    p.add_argument("--kind", choices=("raw", "widefield", "sim"), required=True)
+    p.add_argument(
+        "--pixel-size",
+        type=_positive,
+        help="pixel size of this image at the sample, nm (wins "
+        "over the file's own; for a SIM image that is half the camera pixel)",
+    )
+    p.add_argument("--widefield", type=Path, help="with --kind raw: also write the frame mean")
+    _option(p, "--tile", key="tile", type=_count)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("background", help="rolling-ball background subtraction")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
+    _option(p, "--radius", key="background.radius", type=_positive, help="ball radius, pixels")
+    _option(p, "--tile", key="tile", type=_count)
+    p.add_argument("--stage", help="name recorded in the output's attributes")
+    p.set_defaults(func=cmd_background)
+
+    p = sub.add_parser("decorrelation", help="image resolution by decorrelation analysis")
+    p.add_argument("image", type=Path)
+    p.add_argument("--pixel-size", type=_positive, help="nm; default: from the file")
+    _add_decorrelation(p)
+    p.set_defaults(func=cmd_decorrelation)
+
+    p = sub.add_parser("compare", help="PSNR, SSIM, NRMSE of a candidate against a reference")
+    p.add_argument("candidate", type=Path)
+    p.add_argument("reference", type=Path)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("evaluate", help="metrics table of the stages of one signal level")
+    p.add_argument("output", type=Path, help="TSV to write")
+    p.add_argument(
+        "--stage",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "PATH", "INPUT"),
+        help="a stage, its Zarr, and the stage it was computed from ('-' for none)",
+    )
+    p.add_argument("--truth", type=Path, help="simulated store with ground truth")
+    p.add_argument("--level", default="input")
+    _add_decorrelation(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("summarise", help="merge per-level metrics into one table and a figure")
+    p.add_argument("output", type=Path, help="TSV: all rows of all levels")
+    p.add_argument("tables", type=Path, nargs="+")
+    p.add_argument("--summary", type=Path, required=True, help="TSV: mean and std per stage")
+    p.add_argument("--figure", type=Path, required=True)
+    p.set_defaults(func=cmd_summarise)
+
+    p = sub.add_parser("figures", help="stage outputs side by side with the ground truth")
+    p.add_argument("output", type=Path, help="PNG to write")
+    p.add_argument("--stage", nargs=2, action="append", required=True, metavar=("NAME", "PATH"))
+    p.add_argument("--truth", type=Path)
+    p.add_argument("--level", default="input")
+    _option(p, "--n-images", key="evaluate.figure_images", type=_count)
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("export", help="a stage's output as OME-Zarr and ImageJ TIFF")
+    p.add_argument("input", type=Path)
+    p.add_argument("--ome-zarr", type=Path)
+    p.add_argument("--tiff", type=Path)
+    p.set_defaults(func=cmd_export)
