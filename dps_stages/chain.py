@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 
 from dps_stages.io import DpsInputError
-from dps_stages.training import SIM_NETWORKS
+from dps_stages.nets.registry import SIM_NETWORKS
 
 log = logging.getLogger("dps.chain")
 
