@@ -17,6 +17,7 @@ from dps_stages.io import DpsInputError
 
 log = logging.getLogger("dps")
 
+
 def _names() -> tuple[str, ...]:
     from dps_stages.nets.registry import NAMES
 
@@ -400,7 +401,7 @@ def _add_train_parser(sub, add_optics) -> None:
                            help="with --sim-method dps|oidn: that network")  # fmt: skip
         if "vgg16_weights" in spec.inputs:
             q.add_argument("--vgg16-weights", type=Path,
-                           help="ImageNet VGG16 state dict; default: fixed random features")  # fmt: skip
+                           help="ImageNet VGG16 state dict; default: random features")  # fmt: skip
         if "psf" in spec.inputs:
             q.add_argument("--psf", default="sr",
                            help="'sr' (SIM images), 'airy' (widefield) or a PSF TIFF")  # fmt: skip

@@ -202,8 +202,13 @@ SPEC = NetworkSpec(
     loss_terms=(LossTerm("reblur", 1.0, "--w-reblur", "lambda of ||h_hat * x - y||_1"),),
     data="generated",
     settings=(
-        Setting("theta_max", 0.15, "--theta-max",
-                "largest Zernike coefficient of the training PSFs, waves", exclusive_minimum=0),
+        Setting(
+            "theta_max",
+            0.15,
+            "--theta-max",
+            "largest Zernike coefficient of the training PSFs, waves",
+            exclusive_minimum=0,
+        ),
     ),  # fmt: skip
     adapt_arch=_adapt_arch,
     cli_flags=_cli_flags,

@@ -80,11 +80,12 @@ class TrainContext:
     """What a spec's ``pairs`` and ``loss`` functions get from ``dps train``.
 
     ``args``: the parsed options; ``optics``: :class:`dps_stages.optics.Optics` of the data
-    (pixel from ``--pixel-size`` or the simulated split); ``simulated``: whether ``--data`` is
-    a simulated split; ``weights``: the loss weights by key; ``record``: entries added to the
-    model's ``record.json``; ``sim_kw``: the Wiener SIM settings (:func:`dps_stages.sim.reconstruct`
-keywords); ``arch``: the architecture being trained; ``psf_for(pixel, regrid)``: the PSF that ``--psf`` selects, on a
-    grid of ``pixel`` nm (the command line's PSF choice, as ``dps deconvolve`` makes it).
+    (pixel from ``--pixel-size`` or the simulated split; ``None`` for generated data);
+    ``simulated``: whether ``--data`` is a simulated split; ``weights``: the loss weights by
+    key; ``psf_for(pixel, regrid)``: the PSF that ``--psf`` selects, on a grid of ``pixel``
+    nm (as ``dps deconvolve`` makes it); ``arch``: the architecture being trained;
+    ``sim_kw``: the Wiener SIM settings (keywords of :func:`dps_stages.sim.reconstruct`);
+    ``record``: entries added to the model's ``record.json``.
     """
 
     args: argparse.Namespace
