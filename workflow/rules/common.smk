@@ -203,7 +203,7 @@ def train_options(net, ds=None, model=None):
 
 
 def train_options_of(net):
-    """The rule param of `train_<net>`: options of the model wildcard (wildcards only, so
+    """The `opts` param of `train_<net>`, the options of the model wildcard (wildcards only, so
     Snakemake compares it and a config edit reruns the training)."""
     return lambda w: train_options(net, model=w.model)
 

@@ -20,6 +20,7 @@ for _net in REGISTRY:
         wildcard_constraints:
             model=name_regex(list(REGISTRY[_net].variants)),
         params:
+            net=_net,
             opts=train_options_of(_net),
             files=train_files,
             sim=train_sim_options(_net),
@@ -31,7 +32,8 @@ for _net in REGISTRY:
         conda:
             "../../envs/dps.yaml"
         shell:
-            f"dps train {_net} {{output:q}} {{params.files}} {{params.sim}} "
+            # not `_net` here: the shell command is formatted when the job runs, after the loop
+            "dps train {params.net} {output:q} {params.files} {params.sim} "
             "--checkpoint {params.ckpt:q} {params.opts} > {log:q} 2>&1"
 
 
