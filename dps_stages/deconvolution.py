@@ -99,6 +99,8 @@ from typing import Literal
 import numpy as np
 import scipy.fft as sfft
 
+from .physics import Blur
+
 __all__ = [
     "hessian_weights",
     "richardson_lucy",
@@ -123,76 +125,6 @@ def _normalised_psf(psf: np.ndarray) -> np.ndarray:
     if total <= 0:
         raise ValueError("psf must have a positive sum")
     return h / total
-
-
-def _placed(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The PSF on a zero grid of ``shape`` with its centre (index ``size // 2``) at ``(0, 0)``.
-
-    A PSF larger than the grid wraps around (the convention of
-    :func:`dps_stages.optics.otf_from_psf`).
-    """
-    ny, nx = shape
-    iy = (np.arange(psf.shape[0]) - psf.shape[0] // 2) % ny
-    ix = (np.arange(psf.shape[1]) - psf.shape[1] // 2) % nx
-    placed = np.zeros(shape, dtype=np.float64)
-    np.add.at(placed, np.ix_(iy, ix), psf)
-    return placed
-
-
-def _is_mirror_symmetric(psf: np.ndarray) -> bool:
-    """Whether the PSF is even along each axis about its centre: ``h(-y, x) = h(y, -x) = h``.
-
-    True for an odd-sized, rotationally symmetric PSF (the Airy pattern, the srPSF).
-    """
-    if psf.shape[0] % 2 == 0 or psf.shape[1] % 2 == 0:
-        return False
-    tol = 1e-6 * float(np.abs(psf).max())
-    return bool(np.abs(psf - psf[::-1, :]).max() <= tol and np.abs(psf - psf[:, ::-1]).max() <= tol)
-
-
-class _Blur:
-    """Convolution with a PSF and its mirror (correlation) on one grid, by fast transforms.
-
-    ``mode="dct"`` (PSF even along both axes): the image is continued by mirror reflection
-    about its borders (half-sample symmetric, ``y(-1) = y(0)``), which the type-II DCT
-    diagonalises exactly: ``h * x = IDCT(lambda . DCT(x))`` with ``lambda`` the (real) DFT of
-    the PSF on the ``(2 ny, 2 nx)`` mirrored grid, frequencies ``0..n-1``; the correlation
-    ``h^T * x`` is the same product. ``mode="fft"``: periodic convolution on the grid by real
-    FFTs, ``irfft2(H . rfft2(x))`` and ``irfft2(conj(H) . rfft2(x))``.
-    """
-
-    def __init__(self, psf: np.ndarray, shape: tuple[int, int], mode: str) -> None:
-        self.shape = shape
-        self.mode = mode
-        if mode == "dct":
-            # lambda(ky, kx) = sum_r h(ry, rx) cos(pi ky ry / ny) cos(pi kx rx / nx), r measured
-            # from the PSF centre: the DFT of the (even) PSF on the (2 ny, 2 nx) grid
-            cy, cx = (
-                np.cos(np.pi * np.outer(np.arange(n), np.arange(m) - m // 2) / n)
-                for n, m in zip(shape, psf.shape, strict=True)
-            )
-            self.h = np.ascontiguousarray(cy @ psf @ cx.T, dtype=np.float32)
-            self.ht = self.h
-        else:
-            self.h = sfft.rfft2(_placed(psf, shape), workers=_WORKERS).astype(np.complex64)
-            self.ht = np.conj(self.h)
-
-    def _apply(self, x: np.ndarray, tf: np.ndarray, overwrite: bool) -> np.ndarray:
-        if self.mode == "dct":
-            spec = sfft.dctn(x, type=2, workers=_WORKERS, overwrite_x=overwrite)
-            spec *= tf
-            return sfft.idctn(spec, type=2, workers=_WORKERS, overwrite_x=True)
-        spec = sfft.rfft2(x, workers=_WORKERS, overwrite_x=overwrite)
-        spec *= tf
-        return sfft.irfft2(spec, s=self.shape, workers=_WORKERS, overwrite_x=True)
-
-    def conv(self, x: np.ndarray, overwrite: bool = False) -> np.ndarray:
-        """``h * x`` (float32, new array; ``x`` may be overwritten when ``overwrite``)."""
-        return self._apply(x, self.h, overwrite)
-
-    def corr(self, x: np.ndarray, overwrite: bool = False) -> np.ndarray:
-        """``h^T * x``, the adjoint of :meth:`conv`."""
-        return self._apply(x, self.ht, overwrite)
 
 
 def _pad_widths(
@@ -224,7 +156,7 @@ def _pad_widths(
 
 def _rl_one(
     y: np.ndarray,
-    blur: _Blur,
+    blur: Blur,
     iterations: int,
     tol: float | None,
     floor: float,
@@ -245,10 +177,10 @@ def _rl_one(
             np.maximum(v, 0.0, out=v)
         else:
             v = x
-        ratio = blur.conv(v)
+        ratio = blur.A(v)
         np.maximum(ratio, floor, out=ratio)
         np.divide(y, ratio, out=ratio)  # y / (h * v)
-        x_new = blur.corr(ratio, overwrite=True)
+        x_new = blur.A_adjoint(ratio, overwrite=True)
         x_new *= v
         np.maximum(x_new, 0.0, out=x_new)  # rounding in the transforms may leave tiny negatives
         if accelerate:
@@ -344,12 +276,12 @@ def richardson_lucy(
         raise ValueError("image contains NaN or infinite values")
     h = _normalised_psf(psf)
     ny, nx = arr.shape[-2:]
-    if pad is True and _is_mirror_symmetric(h):
+    blur = Blur(h, boundary="symmetric", workers=_WORKERS)
+    if pad is True and blur.uses_dct():  # exact mirror boundary through the DCT
         widths = [(0, 0), (0, 0)]
-        blur = _Blur(h, (ny, nx), "dct")
-    else:
+    else:  # periodic blur on the padded grid
         widths = _pad_widths((ny, nx), h.shape, pad)
-        blur = _Blur(h, (ny + sum(widths[0]), nx + sum(widths[1])), "fft")
+        blur = Blur(h, boundary="periodic", workers=_WORKERS)
     padded = widths != [(0, 0), (0, 0)]
     flat = arr.reshape(-1, ny, nx)
     out = np.empty(flat.shape, dtype=np.float32)

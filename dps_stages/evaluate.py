@@ -1,9 +1,12 @@
 """The evaluation stage: every stage's output against ground truth and by its own resolution.
 
-For each image of each stage: PSNR, SSIM and NRMSE against the ground truth of the same grid
-(1x camera grid, 2x SIM grid, 4x) under the protocol of :func:`dps_stages.metrics.compare`,
-where a ground truth exists; the decorrelation resolution (Descloux et al., Nature Methods
-2019), which needs none; and the resolution gain over the stage's input,
+For each image of each stage: PSNR, SSIM and NRMSE against every ground truth of the same
+grid (1x camera grid, 2x SIM grid, 4x) under the protocol of :func:`dps_stages.metrics.compare`,
+one row per truth, the column ``truth`` naming its kind (``object``; ``sim_passband``, the
+object through the ideal SIM passband, where the store holds it; empty where no truth
+exists; naming in :func:`find_truths` and docs/metrics.md); the decorrelation resolution
+(Descloux et al., Nature Methods 2019), which needs none; and the resolution gain over the
+stage's input,
 ``gain = resolution(input) / resolution(stage)`` (> 1 means finer). Where the decorrelation
 peak sits at the sampling limit (kc >= 0.95) the row is flagged ``grid_limited``: the figure
 then says more about the pixel grid than about the image.
@@ -14,18 +17,26 @@ that those frames amount to.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from dps_stages import io
 from dps_stages.metrics import compare, decorrelation
 
+#: The object's truths, one per grid (block means of the object on the 4x grid).
 TRUTH_ARRAYS = ("truth_1x", "truth_2x", "truth_4x")
+#: The kind of truth of an array named ``truth_<grid>``.
+OBJECT_TRUTH = "object"
+#: A truth array's name: ``truth_<grid>`` (the object) or ``truth_<grid>_<kind>``.
+TRUTH_NAME = re.compile(r"^truth_(?P<grid>\d+x)(?:_(?P<kind>[A-Za-z0-9_]+))?$")
 COLUMNS = [
-    "level", "stage", "input", "image", "structure", "grid", "pixel_size_nm",
+    "level", "stage", "input", "image", "structure", "grid", "truth", "pixel_size_nm",
     "psnr", "ssim", "nrmse", "kc", "grid_limited", "resolution_px", "resolution_nm",
     "input_resolution_nm", "resolution_gain",
 ]  # fmt: skip
@@ -33,6 +44,42 @@ COLUMNS = [
 #: peaks at the sampling limit: the figure is the grid's, not the image's resolution (typical
 #: of deconvolved or sparse outputs whose spectrum is not band-limited by the optics).
 GRID_LIMIT_KC = 0.95
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A ground-truth array of a simulated store: its name, grid (``2x``) and kind."""
+
+    name: str
+    grid: str
+    kind: str
+
+
+def find_truths(group: zarr.Group) -> list[Truth]:
+    """The truth arrays of a store, object truths first (in :data:`TRUTH_ARRAYS` order).
+
+    An array ``truth_<grid>`` is the object on that grid; ``truth_<grid>_<kind>`` another
+    truth (e.g. ``truth_2x_sim_passband``). The array attributes ``grid`` and ``truth``, when
+    present, take precedence over the name. Raises ValueError for a ``truth_*`` array whose
+    grid cannot be told, or for two truths of the same kind on one grid.
+    """
+    names = [n for n in group.array_keys() if n.startswith("truth_")]
+    names.sort(key=lambda n: (TRUTH_ARRAYS.index(n) if n in TRUTH_ARRAYS else len(TRUTH_ARRAYS), n))
+    truths: list[Truth] = []
+    for name in names:
+        attrs = dict(group[name].attrs)
+        match = TRUTH_NAME.match(name)
+        grid = attrs.get("grid") or (match and match["grid"])
+        kind = attrs.get("truth") or (match and match["kind"]) or OBJECT_TRUTH
+        if not grid:
+            raise ValueError(
+                f"truth array {name!r}: name it truth_<grid>[_<kind>] (e.g. truth_2x_sim_passband)"
+                " or give it the attributes 'grid' and 'truth'"
+            )
+        if any(t.grid == grid and t.kind == kind for t in truths):
+            raise ValueError(f"two truths of kind {kind!r} on grid {grid}: {name!r} and another")
+        truths.append(Truth(name, str(grid), str(kind)))
+    return truths
 
 
 def stage_images(path: str | Path) -> tuple[np.ndarray, dict]:
@@ -65,35 +112,40 @@ def evaluate_level(
     ----------
     stages : (name, zarr path, input stage name or None)
         In DAG order: a stage's input must come before it.
-    truth_store : simulated Zarr group with ``truth_1x/2x/4x``, or None for real data.
+    truth_store : simulated Zarr group with truth arrays (:func:`find_truths`), or None for
+        real data. A stage is scored against every truth of its images' shape, one row per
+        (truth, image); a stage without one gets one row per image, ``truth`` empty.
     """
-    truths: dict[tuple[int, int], np.ndarray] = {}
+    # image shape -> [(kind, truth images)], and the grid name of that shape
+    truths: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
     grids: dict[tuple[int, int], str] = {}
     structures: list[str] | None = None
     if truth_store is not None:
         group = io.open_group(truth_store)
         structures = list(group.attrs.get("structures", []))
-        for name in TRUTH_ARRAYS:
-            if name in group:
-                arr = np.asarray(group[name][...], dtype=np.float32)
-                truths[arr.shape[-2:]] = arr
-                grids[arr.shape[-2:]] = name.split("_")[1]
+        for t in find_truths(group):
+            arr = np.asarray(group[t.name][...], dtype=np.float32)
+            shape = arr.shape[-2:]
+            if grids.setdefault(shape, t.grid) != t.grid:
+                raise ValueError(
+                    f"{truth_store}: {t.name} (grid {t.grid}) has the shape of grid {grids[shape]}"
+                )
+            truths.setdefault(shape, []).append((t.kind, arr))
 
     rows: list[dict] = []
     resolution: dict[str, list[float]] = {}
     for name, path, input_name in stages:
         images, attrs = stage_images(path)
         pixel_size = attrs.get("pixel_size")
-        truth = truths.get(images.shape[-2:])
+        stage_truths = truths.get(images.shape[-2:], [("", None)])
         res_list = []
+        per_truth: list[list[dict]] = [[] for _ in stage_truths]
         for i, image in enumerate(images):
             row: dict = {
                 "level": level, "stage": name, "input": input_name or "", "image": i,
                 "structure": structures[i] if structures and i < len(structures) else "",
                 "grid": grids.get(images.shape[-2:], ""), "pixel_size_nm": pixel_size,
             }  # fmt: skip
-            if truth is not None:
-                row.update(compare(image, truth[i]))
             dec = decorrelation(
                 image, pixel_size=pixel_size, n_r=n_r, n_g=n_g,
                 apodise_px=apodisation_width(image.shape),
@@ -108,7 +160,13 @@ def evaluate_level(
                 before = resolution[input_name][i]
                 row["input_resolution_nm"] = before
                 row["resolution_gain"] = before / res_nm if res_nm > 0 else np.nan
-            rows.append(row)
+            for rows_of_truth, (kind, truth) in zip(per_truth, stage_truths, strict=True):
+                scored = {**row, "truth": kind}
+                if truth is not None:
+                    scored.update(compare(image, truth[i]))
+                rows_of_truth.append(scored)
+        for rows_of_truth in per_truth:
+            rows.extend(rows_of_truth)
         resolution[name] = res_list
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
@@ -119,40 +177,51 @@ def summarise(
     summary_output: str | Path,
     figure: str | Path,
 ) -> None:
-    """Merge per-level tables into one; write the mean per (level, stage) and a figure."""
+    """Merge per-level tables into one; write the mean per (level, stage, truth) and a figure.
+
+    The figure has the decorrelation resolution and, per kind of truth, PSNR and SSIM.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames = [pd.read_csv(t, sep="\t", dtype={"level": str}) for t in tables]
+    frames = [pd.read_csv(t, sep="\t", dtype={"level": str, "truth": str}) for t in tables]
     full = pd.concat(frames, ignore_index=True)
+    if "truth" not in full:  # a table from before truths had kinds: one truth per grid
+        full.insert(full.columns.get_loc("grid") + 1, "truth", OBJECT_TRUTH)
+        full.loc[full["psnr"].isna(), "truth"] = ""
+    full["truth"] = full["truth"].fillna("")
     with io.atomic_path(output) as tmp:
         full.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     metrics = ["psnr", "ssim", "nrmse", "resolution_nm", "resolution_gain"]
-    summary = (
-        full.groupby(["level", "stage"], sort=False)[metrics].agg(["mean", "std"]).reset_index()
-    )
+    keys = ["level", "stage", "truth"]
+    groups = full.groupby(keys, sort=False)
+    summary = groups[metrics].agg(["mean", "std"]).reset_index()
     summary.columns = [
         "_".join(c for c in col if c) if isinstance(col, tuple) else col for col in summary.columns
     ]
-    groups = full.groupby(["level", "stage"], sort=False)
-    summary.insert(2, "n_images", groups.size().values)
+    summary.insert(len(keys), "n_images", groups.size().values)
     summary["grid_limited_fraction"] = groups["grid_limited"].mean().values
     with io.atomic_path(summary_output) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
 
     levels = list(dict.fromkeys(full["level"]))
     stages = list(dict.fromkeys(full["stage"]))
-    panels = [("resolution_nm", "decorrelation resolution (nm, lower is finer)")]
-    if full["psnr"].notna().any():
-        panels += [("psnr", "PSNR vs ground truth (dB)"), ("ssim", "SSIM vs ground truth")]
+    # the resolution needs no truth: one row per image (the first truth's)
+    per_image = full.drop_duplicates(["level", "stage", "image"])
+    panels = [("resolution_nm", "decorrelation resolution (nm, lower is finer)", per_image)]
+    kinds = [k for k in dict.fromkeys(full["truth"]) if k]
+    for kind in kinds:
+        name = "ground truth" if kinds == [OBJECT_TRUTH] else f"{kind} truth"
+        scored = full[full["truth"] == kind]
+        panels += [("psnr", f"PSNR vs {name} (dB)", scored), ("ssim", f"SSIM vs {name}", scored)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     width = 0.8 / max(1, len(stages))
     x = np.arange(len(levels))
-    for ax, (col, title) in zip(axes[0], panels, strict=True):
+    for ax, (col, title, table) in zip(axes[0], panels, strict=True):
         for j, stage in enumerate(stages):
-            sub = full[full["stage"] == stage].groupby("level", sort=False)[col]
+            sub = table[table["stage"] == stage].groupby("level", sort=False)[col]
             mean = [sub.mean().get(lv, np.nan) for lv in levels]
             std = [sub.std().get(lv, np.nan) for lv in levels]
             ax.bar(x + (j - (len(stages) - 1) / 2) * width, mean, width, yerr=std, label=stage)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dps_stages import io
-from dps_stages.evaluate import stage_images
+from dps_stages.evaluate import OBJECT_TRUTH, find_truths, stage_images
 from dps_stages.metrics import normalise_percentile
 
 
@@ -20,7 +20,8 @@ def stage_panel(
     *,
     n_images: int = 4,
 ) -> None:
-    """A grid of images: one row per image, one column per stage, ground truth last.
+    """A grid of images: one row per image, one column per stage, the 2x truths last
+    (the object's, then any other kind the store holds, e.g. the SIM-passband truth).
 
     Each panel is normalised to its own 0.1 and 99.9 percentiles (the metrics' protocol) and
     drawn over the same field of view, whatever its grid (1x, 2x, 4x).
@@ -38,7 +39,10 @@ def stage_panel(
     if truth_store is not None:
         group = io.open_group(truth_store)
         structures = list(group.attrs.get("structures", []))
-        columns.append(("ground truth (2x)", np.asarray(group["truth_2x"][:n_images])))
+        for t in find_truths(group):
+            if t.grid == "2x":
+                label = "ground truth" if t.kind == OBJECT_TRUTH else f"{t.kind} truth"
+                columns.append((f"{label} (2x)", np.asarray(group[t.name][:n_images])))
     rows = min(len(c[1]) for c in columns)
     fig, axes = plt.subplots(
         rows, len(columns), figsize=(2.2 * len(columns), 2.2 * rows + 0.4), squeeze=False

@@ -306,3 +306,18 @@ def test_frc_independent_noise_has_no_correlation():
 def test_frc_shape_mismatch_raises():
     with pytest.raises(ValueError, match=r"\(16, 16\).*\(16, 17\)"):
         frc(np.zeros((16, 16)), np.zeros((16, 17)))
+
+
+def test_compare_censored_fit_recovers_a_clipped_reference():
+    """A reference clipped at 0 (a real SIM reference's black background) and the unclipped
+    image it came from: the censored fit scores it perfect, the fit over all pixels not."""
+    rng = np.random.default_rng(5)
+    truth = ndimage.gaussian_filter(rng.normal(0, 1, (64, 64)), 2.0)
+    reference = np.clip(truth, 0, None)  # 0 over about half of the pixels
+    candidate = 3.0 * truth + 7.0
+    censored = compare(candidate, reference, fit="censored")
+    plain = compare(candidate, reference)
+    assert censored["ssim"] > 0.999
+    assert plain["ssim"] < 0.9
+    with pytest.raises(ValueError, match="fit must be"):
+        compare(candidate, reference, fit="bogus")

@@ -1,0 +1,513 @@
+"""2D-SIM illumination parameters and their estimation from the raw frames.
+
+Wave vectors by cross-correlation of the separated bands (Gustafsson 2000; Wicker et al.,
+Opt. Express 21, 2032, 2013), phases and modulation from the band overlap (fairSIM, Mueller
+et al., Nat. Commun. 7, 10980, 2016). Theory and conventions: ``docs/sim.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import fft as sfft
+
+from ..optics import Optics
+from ..physics import PatternGeometry
+from .otf import (
+    _freqs,
+    _grid_otf,
+    _mixing_inverse,
+    _ramp,
+    _tukey,
+    otf_values,
+    periodic_smooth_decomposition,
+    preprocess,
+)
+
+_WORKERS = -1
+_TWO_PI = 2.0 * np.pi
+_EQUAL_STEPS = _TWO_PI * np.arange(3) / 3.0
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SIMParameters(PatternGeometry):
+    """Illumination parameters of a 3-angle x 3-phase 2D-SIM acquisition.
+
+    ``I_ap(r) = 1 + m_a cos(2 pi k_a . r + phi_ap)``, ``r = (y, x)`` in camera pixels from the
+    centre of pixel ``(0, 0)`` (the convention of :class:`dps_stages.simulate.SIMPattern`); a
+    parameter holder of :class:`dps_stages.physics.SIMIllumination` (:meth:`illumination`).
+
+    Attributes
+    ----------
+    k
+        ``(3, 2)`` wave vectors ``(ky, kx)`` in cycles per camera pixel.
+    phases
+        ``(3, 3)`` absolute phases ``phi_ap`` in rad, in ``[0, 2 pi)``, ``[angle, phase]``.
+    modulation
+        ``(3,)`` modulation depth ``m_a`` per angle.
+    significance
+        ``(3,)`` signal-to-noise ratio of the band overlap that gave ``m_a`` and the phases
+        (``inf`` for parameters given, not estimated). Angles below a threshold are left out
+        of the reconstruction's side bands.
+    """
+
+    k: np.ndarray
+    phases: np.ndarray
+    modulation: np.ndarray
+    significance: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        k = np.asarray(self.k, dtype=np.float64).reshape(3, 2)
+        phases = np.mod(np.asarray(self.phases, dtype=np.float64).reshape(3, 3), _TWO_PI)
+        mod = np.broadcast_to(np.asarray(self.modulation, dtype=np.float64), (3,)).copy()
+        sig = self.significance
+        sig = np.full(3, np.inf) if sig is None else np.asarray(sig, dtype=np.float64)
+        for arr in (k, phases, mod, sig):
+            arr.setflags(write=False)
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "phases", phases)
+        object.__setattr__(self, "modulation", mod)
+        object.__setattr__(self, "significance", sig.reshape(3))
+
+    @property
+    def phase_steps(self) -> np.ndarray:
+        """``(3, 2)`` steps ``phi_a,p+1 - phi_a,p`` wrapped to ``(-pi, pi]``."""
+        d = np.diff(self.phases, axis=1)
+        return np.angle(np.exp(1j * d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (nested lists of floats; ``inf`` significance as None)."""
+        sig = [None if not np.isfinite(s) else float(s) for s in self.significance]
+        return {
+            "k": self.k.tolist(),
+            "phases": self.phases.tolist(),
+            "modulation": self.modulation.tolist(),
+            "significance": sig,
+            "frequency": self.frequencies.tolist(),
+            "angle_deg": np.degrees(self.angles).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SIMParameters:
+        """Inverse of :meth:`to_dict` (extra keys are ignored)."""
+        sig = d.get("significance")
+        if sig is not None:
+            sig = [np.inf if s is None else float(s) for s in sig]
+        return cls(k=d["k"], phases=d["phases"], modulation=d["modulation"], significance=sig)
+
+    @classmethod
+    def from_pattern(cls, pattern: Any) -> SIMParameters:
+        """From a :class:`dps_stages.simulate.SIMPattern` (the simulated truth)."""
+        return cls(k=pattern.k, phases=pattern.phases, modulation=pattern.modulation)
+
+    def flipped(self) -> SIMParameters:
+        """The same illumination written with ``-k`` (and hence ``-phi``)."""
+        return SIMParameters(-self.k, -self.phases, self.modulation, self.significance)
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter estimation
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Estimation:
+    """Everything the estimation of one acquisition shares (grids, window, spectra)."""
+
+    spec: np.ndarray  # (9, ny, nx) complex64 spectra of the periodic components
+    win: np.ndarray  # (ny, nx) float32 edge window
+    otf: np.ndarray  # (ny, nx) float32 OTF on the grid
+    fy: np.ndarray  # (ny, 1) cycles per pixel
+    fx: np.ndarray  # (1, nx)
+    cutoff: float
+    decay: float
+    pixel: bool
+    dc_exclude: float
+
+    def otf_at(self, ky: float, kx: float) -> np.ndarray:
+        """``O(f + k)`` on the grid."""
+        return otf_values(self.fy + ky, self.fx + kx, self.cutoff, decay=self.decay,
+                          pixel=self.pixel)  # fmt: skip
+
+    def mask_at(self, ky: float, kx: float) -> np.ndarray:
+        """1 where ``|f + k| >= dc_exclude f_c`` (away from a band origin), else 0."""
+        r0 = self.dc_exclude * self.cutoff
+        return (((self.fy + ky) ** 2 + (self.fx + kx) ** 2) >= r0 * r0).astype(np.float32)
+
+    def noise_power(self, spec: np.ndarray) -> float:
+        """Mean ``|spec|^2`` beyond 1.1 f_c (noise only for a band-limited image); 0 if none."""
+        q = np.hypot(self.fy, self.fx) / self.cutoff
+        out = (q > 1.1) & (np.abs(self.fy) < 0.45) & (np.abs(self.fx) < 0.45)
+        if out.sum() < 64:
+            return 0.0
+        return float(np.mean(np.abs(spec[out]) ** 2))
+
+
+def _dft_grid(p: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+    """``sum_r p(r) exp(-2 pi i s . r)`` for all ``s`` in ``sy x sx`` (matrix-multiply DFT).
+
+    ``r`` are the array indices; ``p`` must vanish near its borders (it is windowed), so the
+    sum is the Fourier transform of a compact function at the continuous frequency ``s``.
+    """
+    ny, nx = p.shape
+    ey = np.exp(-2j * np.pi * np.outer(sy, np.arange(ny))).astype(p.dtype)
+    ex = np.exp(-2j * np.pi * np.outer(np.arange(nx), sx)).astype(p.dtype)
+    return (ey @ p) @ ex
+
+
+def _parabola(a: float, b: float, c: float) -> float:
+    """Vertex offset (in samples, within +-0.5) of the parabola through (-1, a), (0, b), (1, c)."""
+    den = a - 2.0 * b + c
+    if den >= 0 or not np.isfinite(den):
+        return 0.0
+    return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+
+def _overlap_pair(
+    est: _Estimation, c0: np.ndarray, side: np.ndarray, k: np.ndarray, mask: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windowed real-space forms of the two sides of the band overlap at shift ``k``.
+
+    ``a = w F^-1[C_0(g) O(g + k) M(g)]`` and ``b = w F^-1[C_side(f) O(f - k) M(f - k)]``; then
+    ``b exp(-2 pi i k.r)`` is the side band moved to its place, filtered by ``O(g)``: at the
+    true ``k`` both equal ``w F^-1[O(g) O(g + k) X(g)]`` up to the complex factor ``m e^{i
+    phi}``. The window is applied after the filters, so the equality holds exactly for the
+    windowed images as well (applying it to the raw frames instead biases ``k`` by a few
+    hundredths of a pixel). ``side`` may be a stack ``(n, y, x)``. Returns ``(a, b, F_b)`` with
+    ``F_b = O(f - k) M(f - k)``.
+    """
+    fa = est.otf_at(k[0], k[1])
+    fb = est.otf_at(-k[0], -k[1])
+    if mask:
+        fa = fa * est.mask_at(0.0, 0.0) * est.mask_at(k[0], k[1])
+        fb = fb * est.mask_at(0.0, 0.0) * est.mask_at(-k[0], -k[1])
+    a = est.win * sfft.ifft2(c0 * fa, workers=_WORKERS)
+    b = est.win * sfft.ifft2(side * fb, workers=_WORKERS, axes=(-2, -1))
+    return a, b, fb
+
+
+def _refine_k(
+    est: _Estimation, c0: np.ndarray, cp: np.ndarray, k0: np.ndarray, iterations: int = 2
+) -> np.ndarray:
+    """Sub-pixel wave vector: maximise the band-overlap correlation around ``k0``.
+
+    For a trial shift ``s`` the overlap ``rho(s) = sum_r conj(a(r)) b(r) e^{-2 pi i s.r}``
+    (:func:`_overlap_pair` with the filters taken at the current estimate ``s_0``) is, by
+    Parseval, ``sum_g conj(C_0(g) O(g + s_0)) C_+1(g + s) O(g + s - s_0)`` for the windowed
+    images, whose modulus is largest at ``s = k`` when ``s_0 = k`` (Cauchy-Schwarz, the norms
+    of ``a`` and of the modulated ``b`` not depending on ``s``). It is evaluated at
+    continuous ``s`` by matrix-multiply DFTs on local grids (0.1 px, then 0.01 px steps of
+    the spectrum grid; Guizar-Sicairos, Thurman & Fienup, Opt. Lett. 33, 156, 2008),
+    finished by a parabolic fit; ``s_0`` is then updated and the search repeated, which
+    removes the small bias of filters taken at a wrong ``s_0``.
+    """
+    ny, nx = c0.shape
+    centre = np.asarray(k0, dtype=np.float64)
+    for it in range(iterations):
+        a, b, _ = _overlap_pair(est, c0, cp, centre, mask=False)
+        p = (np.conj(a) * b).astype(np.complex64)
+        # (step, half-width in steps) of the successive grids, in spectrum pixels
+        span = ((0.2, 6), (0.04, 5), (0.008, 5)) if it == 0 else ((0.01, 5), (0.002, 5))
+        for step, half in span:
+            off = np.arange(-half, half + 1) * step
+            sy = centre[0] + off / ny
+            sx = centre[1] + off / nx
+            r = np.abs(_dft_grid(p, sy, sx))
+            iy, ix = np.unravel_index(int(np.argmax(r)), r.shape)
+            iy = int(np.clip(iy, 1, r.shape[0] - 2))
+            ix = int(np.clip(ix, 1, r.shape[1] - 2))
+            centre = np.array([sy[iy], sx[ix]])
+        dy = _parabola(r[iy - 1, ix], r[iy, ix], r[iy + 1, ix])
+        dx = _parabola(r[iy, ix - 1], r[iy, ix], r[iy, ix + 1])
+        centre = centre + np.array([dy * step / ny, dx * step / nx])
+    return centre
+
+
+def _coarse_scores(
+    c0: np.ndarray, cp: np.ndarray, est: _Estimation, k_range: tuple[float, float]
+) -> np.ndarray:
+    """Ring-normalised band cross-correlation ``|CC(s)|`` on the integer grid of shifts.
+
+    ``CC(s) = sum_g conj(C_0(g) O(g)) C_+1(g + s) O(g + s)`` (one FFT of the real-space
+    product ``conj(a) b``, windowed frames) divided by its median over the ring of the same
+    ``|s|`` (integer radius in spectrum pixels): the plain correlation grows towards small
+    ``|s|``, where the OTF is large, and its noise changes with ``|s|``; the ring median
+    removes both trends, so that the pattern peak stands out at any radius. Zero outside the
+    annulus ``k_range`` (fractions of ``f_c``).
+    """
+    ny, nx = c0.shape
+    a = sfft.ifft2(c0 * est.otf, workers=_WORKERS)
+    b = sfft.ifft2(cp * est.otf, workers=_WORKERS)
+    cc = np.abs(sfft.fft2(np.conj(a) * b, workers=_WORKERS))
+    radius = np.hypot(est.fy * ny, est.fx * nx)
+    q = np.hypot(est.fy, est.fx) / est.cutoff
+    ann = (q >= k_range[0]) & (q <= k_range[1])
+    if not ann.any():
+        raise ValueError(f"the search annulus {k_range} (x f_c) holds no frequency")
+    ring = np.rint(radius[ann]).astype(np.int64)
+    vals = cc[ann]
+    order = np.lexsort((vals, ring))
+    ring_s, vals_s = ring[order], vals[order]
+    starts = np.flatnonzero(np.r_[True, ring_s[1:] != ring_s[:-1]])
+    counts = np.diff(np.r_[starts, ring_s.size])
+    med_of = np.zeros(int(ring_s.max()) + 1)
+    med_of[ring_s[starts]] = vals_s[starts + counts // 2]  # (upper) median of each ring
+    score = np.zeros_like(cc)
+    score[ann] = vals / np.maximum(med_of[ring], 1e-30)
+    return score
+
+
+def _peak_near(score: np.ndarray, centre: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
+    """Highest ``score`` within ``radius`` spectrum pixels of ``centre`` (cycles/px)."""
+    ny, nx = score.shape
+    cy, cx = centre[0] * ny, centre[1] * nx
+    iy = np.arange(int(np.floor(cy - radius)), int(np.ceil(cy + radius)) + 1)
+    ix = np.arange(int(np.floor(cx - radius)), int(np.ceil(cx + radius)) + 1)
+    sub = score[np.ix_(iy % ny, ix % nx)]
+    inside = (iy[:, None] - cy) ** 2 + (ix[None, :] - cx) ** 2 <= radius * radius
+    sub = np.where(inside, sub, -np.inf)
+    j = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    return np.array([iy[j[0]] / ny, ix[j[1]] / nx]), float(sub[j])
+
+
+def _global_peak(score: np.ndarray) -> tuple[np.ndarray, float]:
+    ny, nx = score.shape
+    j = np.unravel_index(int(np.argmax(score)), score.shape)
+    iy = (j[0] + ny // 2) % ny - ny // 2
+    ix = (j[1] + nx // 2) % nx - nx // 2
+    return np.array([iy / ny, ix / nx]), float(score[j])
+
+
+def _rotate(k: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate ``(ky, kx)`` by ``angle`` (rad, counter-clockwise in the (x, y) plane)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([s * k[1] + c * k[0], c * k[1] - s * k[0]])
+
+
+def _coarse_k(
+    scores: list[np.ndarray],
+    k_guess: np.ndarray | None,
+    min_peak: float,
+    search_radius: float,
+) -> np.ndarray:
+    """Integer-pixel wave vectors ``(3, 2)`` from the score maps (see ``docs/sim.md``)."""
+    ks = np.zeros((3, 2))
+    if k_guess is not None:
+        for a in range(3):
+            cands = [_peak_near(scores[a], sgn * k_guess[a], search_radius) for sgn in (1, -1)]
+            ks[a] = max(cands, key=lambda c: c[1])[0]
+        return ks
+    peaks = [_global_peak(s) for s in scores]
+    heights = np.array([p[1] for p in peaks])
+    for a in range(3):
+        ks[a] = peaks[a][0]
+    anchor = int(np.argmax(heights))
+    if heights[anchor] < min_peak:
+        return ks
+    ka = ks[anchor]
+    kmag = float(np.hypot(*ka))
+    for a in range(3):
+        if a == anchor:
+            continue
+        if heights[a] >= min_peak:
+            kn = float(np.hypot(*ks[a]))
+            cosang = abs(float(np.dot(ks[a], ka))) / (kn * kmag)
+            if abs(kn / kmag - 1) < 0.1 and abs(cosang - 0.5) < 0.1:
+                continue  # its own peak agrees with the 60-degree geometry
+        cands = [
+            _peak_near(scores[a], sgn * _rotate(ka, rot), search_radius)
+            for rot in (np.pi / 3, -np.pi / 3)
+            for sgn in (1, -1)
+        ]
+        ks[a] = max(cands, key=lambda c: c[1])[0]
+    return ks
+
+
+def _angle_parameters(
+    est: _Estimation,
+    spec: np.ndarray,
+    k: np.ndarray,
+    equal_steps: bool,
+) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """Phases, modulation and significance of one angle at wave vector ``k``.
+
+    ``spec`` are the angle's three frame spectra. Each frame's modulated part ``E_p = D_p -
+    C_0`` is overlapped with the zero band (:func:`_overlap_pair`, DC neighbourhoods masked):
+    ``rho_p = sum_r conj(a) b_p e^{-2 pi i k.r} / (|a|^2 - noise) ~ (m/2) e^{i phi_p}``. The
+    bands are separated with these phases, and the overlap of ``C_+1`` (a linear combination
+    of the ``E_p``, hence of the ``rho_p``) gives ``rho = m e^{i delta}``. Returns
+    ``(phases + delta, |rho|, significance, phases)``.
+    """
+    ny, nx = spec.shape[-2:]
+    c0 = spec.mean(axis=0)
+    a, b, fb = _overlap_pair(est, c0, spec - c0, k, mask=True)
+    ramp = _ramp(ny, k[0])[:, None] * _ramp(nx, k[1])[None, :]
+    n_p = np.array([np.vdot(a, b[p] * ramp) for p in range(3)])
+    n4 = float(ny * nx) ** 2
+    w2 = float(np.sum(est.win.astype(np.float64) ** 2))
+    fa = est.otf_at(k[0], k[1]) * est.mask_at(0.0, 0.0) * est.mask_at(k[0], k[1])
+    noise_a = est.noise_power(c0) * float(np.sum(fa.astype(np.float64) ** 2)) * w2 / n4
+    den = max(float(np.vdot(a, a).real) - noise_a, 1e-30)
+    rho_p = n_p / den
+    phases = np.angle(rho_p)
+    gaps = np.abs(np.angle(np.exp(1j * (phases - np.roll(phases, 1)))))
+    if equal_steps or gaps.min() < np.radians(30):  # steps unmeasurable: assume equal
+        offset = np.angle(np.sum(rho_p * np.exp(-1j * _EQUAL_STEPS)))
+        phases = offset + _EQUAL_STEPS
+    u = _mixing_inverse(phases)[1]
+    rho = complex(np.sum(u * rho_p))
+    # noise of rho: C_+1 = sum_p U[1,p] D_p has white noise of power sigma_+^2 per coefficient
+    sigma_p = est.noise_power(np.tensordot(u.astype(np.complex64), spec, axes=1))
+    aw2 = float(np.sum((np.abs(a) * est.win) ** 2))
+    std = np.sqrt(sigma_p * float(np.sum(fb.astype(np.float64) ** 2)) / n4 * aw2) / den
+    if std > 0:
+        significance = abs(rho) / std
+    else:  # no measurable noise: significant if there is any overlap at all
+        significance = np.inf if abs(rho) > 0 else 0.0
+    return np.mod(phases + np.angle(rho), _TWO_PI), abs(rho), float(significance), phases
+
+
+def estimate_parameters(
+    frames: np.ndarray,
+    optics: Optics,
+    *,
+    k_guess: np.ndarray | Sequence[Sequence[float]] | None = None,
+    k_range: tuple[float, float] = (0.5, 1.0),
+    search_radius: float = 3.0,
+    min_peak: float = 8.0,
+    equal_steps: bool = False,
+    dc_exclude: float = 0.1,
+    apodisation_width: float = 0.125,
+    otf_decay: float = 1.0,
+    pixel_otf: bool = True,
+    background_percentile: float | None = 0.5,
+    normalise_intensity: bool = True,
+) -> SIMParameters:
+    """Estimate the illumination pattern (wave vectors, phases, modulation) from raw frames.
+
+    See ``docs/sim.md`` for the method (band separation, coarse peak search in an
+    annulus, sub-pixel maximisation of the band overlap, per-frame phases from the overlap
+    with the zero band, modulation from the final overlap).
+
+    Parameters
+    ----------
+    frames
+        ``(9, y, x)`` raw frames, angle-major (camera offset included or not).
+    optics
+        Wavelength, NA and camera pixel size (they set the OTF cutoff in cycles per pixel).
+    k_guess
+        Optional ``(3, 2)`` approximate wave vectors (cycles per pixel, either sign): the peak
+        is then searched within ``search_radius`` spectrum pixels of ``+-k_guess``.
+    k_range
+        Annulus of the blind search, fractions of the OTF cutoff.
+    search_radius
+        Radius (spectrum pixels) of the local searches.
+    min_peak
+        Ring-normalised peak height below which an angle's own peak is not trusted and is
+        looked for near the strongest angle's wave vector rotated by +-60 degrees.
+    equal_steps
+        Assume phase steps of exactly ``2 pi / 3`` and estimate one offset per angle (less
+        noise) instead of each frame's phase.
+    dc_exclude
+        Radius (fraction of ``f_c``) around each band's origin left out of the overlap.
+    apodisation_width
+        Width of the cosine edge window, fraction of each side.
+    otf_decay, pixel_otf
+        OTF model (see :func:`otf_values`).
+    background_percentile, normalise_intensity
+        See :func:`preprocess`.
+
+    Returns
+    -------
+    SIMParameters
+    """
+    x = preprocess(
+        frames, background_percentile=background_percentile, normalise_intensity=normalise_intensity
+    )
+    return _estimate(
+        x,
+        optics,
+        k_guess=k_guess,
+        k_range=k_range,
+        search_radius=search_radius,
+        min_peak=min_peak,
+        equal_steps=equal_steps,
+        dc_exclude=dc_exclude,
+        apodisation_width=apodisation_width,
+        otf_decay=otf_decay,
+        pixel_otf=pixel_otf,
+    )
+
+
+def _estimate(
+    x: np.ndarray,
+    optics: Optics,
+    *,
+    k_guess: np.ndarray | Sequence[Sequence[float]] | None = None,
+    k_range: tuple[float, float] = (0.5, 1.0),
+    search_radius: float = 3.0,
+    min_peak: float = 8.0,
+    equal_steps: bool = False,
+    dc_exclude: float = 0.1,
+    apodisation_width: float = 0.125,
+    otf_decay: float = 1.0,
+    pixel_otf: bool = True,
+) -> SIMParameters:
+    """:func:`estimate_parameters` on frames already through :func:`preprocess`."""
+    x = np.asarray(x, dtype=np.float32)
+    _, ny, nx = x.shape
+    cutoff = float(optics.cutoff_per_pixel)
+    win = (
+        _tukey(ny, int(round(apodisation_width * ny)))[:, None]
+        * _tukey(nx, int(round(apodisation_width * nx)))[None, :]
+    )
+    xp, _ = periodic_smooth_decomposition(x)
+    est = _Estimation(
+        spec=sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64),
+        win=win,
+        otf=_grid_otf((ny, nx), 1.0, cutoff, float(otf_decay), bool(pixel_otf)),
+        fy=_freqs(ny, 1.0)[:, None],
+        fx=_freqs(nx, 1.0)[None, :],
+        cutoff=cutoff,
+        decay=float(otf_decay),
+        pixel=bool(pixel_otf),
+        dc_exclude=float(dc_exclude),
+    )
+    guess = None if k_guess is None else np.asarray(k_guess, dtype=np.float64).reshape(3, 2)
+    u_eq = _mixing_inverse(_EQUAL_STEPS)[1].astype(np.complex64)
+    # coarse search on the windowed frames
+    xw = x * win
+    scores = []
+    for a in range(3):
+        xa = xw[3 * a : 3 * a + 3]
+        c0w = sfft.fft2(xa.mean(axis=0), workers=_WORKERS)
+        cpw = sfft.fft2(np.tensordot(u_eq, xa, axes=1), workers=_WORKERS)
+        annulus = (0.05, 2.0) if guess is not None else k_range
+        scores.append(_coarse_scores(c0w, cpw, est, annulus))
+    ks = _coarse_k(scores, guess, min_peak, search_radius)
+
+    k_out = np.zeros((3, 2))
+    phases = np.zeros((3, 3))
+    mods = np.zeros(3)
+    sig = np.zeros(3)
+    for a in range(3):
+        spec = est.spec[3 * a : 3 * a + 3]
+        c0 = spec.mean(axis=0)
+        cp = np.tensordot(u_eq, spec, axes=1)
+        k = _refine_k(est, c0, cp, ks[a], iterations=2)
+        ph, m, s, raw_ph = _angle_parameters(est, spec, k, equal_steps)
+        if equal_steps:
+            k_out[a], phases[a], mods[a], sig[a] = k, ph, m, s
+            continue
+        # once more on the band separated with the measured phases
+        cp = np.tensordot(_mixing_inverse(raw_ph)[1].astype(np.complex64), spec, axes=1)
+        k2 = _refine_k(est, c0, cp, k, iterations=1)
+        if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
+            k = k2
+            ph, m, s, _ = _angle_parameters(est, spec, k, equal_steps)
+        k_out[a], phases[a], mods[a], sig[a] = k, ph, m, s
+    return SIMParameters(k=k_out, phases=phases, modulation=mods, significance=sig)
