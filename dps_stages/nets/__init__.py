@@ -9,9 +9,12 @@ name         class                input -> output                          scale
 ``sim``      :class:`SIMNet`      9 (denoised) frames -> SIM image         2
 ``artifact`` :class:`ArtifactNet` Wiener SIM image -> artifact-free image  1
 ``resudbpn`` :class:`ResUDBPN`    image -> resolution-extended image       2
+``oidn``     :class:`OIDN`        9 (denoised) frames -> SIM image         2
+``psfid``    :class:`PSFNet`      blurred noisy image -> its PSF           -
 ===========  ===================  =======================================  =====
 
-Every network is a stack of local operations (no normalisation, nothing global) and carries
+Every DPS network is a stack of local operations (no normalisation, nothing global; OIDN and
+PSFNet are global, ``local = False``) and carries
 ``scale``, ``multiple``, ``in_channels``, ``out_channels``, ``arch`` (its constructor keyword
 arguments: ``build(name, net.arch)`` rebuilds it) and ``receptive_halo()``, the halo that
 makes tiled inference exact (:mod:`dps_stages.nets.blocks`).
