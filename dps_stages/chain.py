@@ -19,9 +19,14 @@ from dps_stages.io import DpsInputError
 
 log = logging.getLogger("dps.chain")
 
-#: the network behind each SIM method (``networks.sim_method``); here rather than imported
-#: from :mod:`dps_stages.training` so that the chain does not import torch for a dict
-SIM_NETWORKS = {"dps": "sim", "oidn": "oidn"}
+
+
+def _sim_networks() -> dict[str, str]:
+    """The network behind each SIM method, from the registry (imported late: it loads torch,
+    which the chain's classical steps do not need)."""
+    from dps_stages.nets.registry import SIM_NETWORKS
+
+    return SIM_NETWORKS
 
 
 def run_network(
@@ -84,8 +89,8 @@ def restore(
             bg = np.asarray(subtract_background_tiled(x, background_radius))
             x, params = reconstruct_stack(bg, optics, **dict(sim_kw or {}))
             steps.append({"step": "sim_wiener", "parameters": [p.to_dict() for p in params]})
-        elif sim_method in SIM_NETWORKS:
-            name = SIM_NETWORKS[sim_method]
+        elif sim_method in _sim_networks():
+            name = _sim_networks()[sim_method]
             net, rec = model(name, name)
             x = np.asarray(run_network(net, x, tile=tile))
             steps.append({"step": f"sim_{sim_method}"} | describe(net, rec))

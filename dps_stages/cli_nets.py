@@ -17,7 +17,15 @@ from dps_stages.io import DpsInputError
 
 log = logging.getLogger("dps")
 
-NETS = ("denoise", "sim", "artifact", "resudbpn", "oidn", "psfid")
+
+def _names() -> tuple[str, ...]:
+    from dps_stages.nets.registry import NAMES
+
+    return NAMES
+
+
+#: every registered network (:mod:`dps_stages.nets.registry`)
+NETS = _names()
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -28,15 +36,17 @@ def _threads(args: argparse.Namespace) -> None:
 
 
 def _arch(args: argparse.Namespace) -> dict[str, Any]:
-    from dps_stages import nets
+    """The spec's preset of ``--scale``, with ``--width``, ``--depth``, ``--blocks`` put in
+    (``--depth`` sets the spec's ``depth_key``) and completed by its ``adapt_arch``."""
+    from dps_stages.nets.registry import get
 
-    arch = nets.paper_arch(args.net) if args.scale == "paper" else nets.default_arch(args.net)
+    spec = get(args.net)
+    arch = spec.arch(args.scale)
     for key in ("width", "depth", "blocks"):
         value = getattr(args, key)
         if value is not None:
-            # OIDN's depth is its number of residual groups
-            arch["groups" if (args.net == "oidn" and key == "depth") else key] = value
-    return arch
+            arch[spec.depth_key if key == "depth" else key] = value
+    return spec.adapt_arch(args, arch) if spec.adapt_arch else arch
 
 
 def _sim_kw(args: argparse.Namespace) -> dict[str, Any]:
@@ -49,35 +59,15 @@ def _sim_kw(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _dbpn_psf(args: argparse.Namespace, pixel_size: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """The PSF of Res-U-DBPN's data term on the OUTPUT grid (half the input's pixel)."""
-    from dps_stages.cli.common import _psf_for
-
-    out_pixel = pixel_size / 2
-    # a PSF file (an identified PSF) is brought to the output grid by its pixel size
-    psf = _psf_for(args, out_pixel, (10**6, 10**6), regrid=True)
-    # a PSF large enough for the loss's reach, small enough to stay cheap in every step
-    if psf.shape[-1] > 31:
-        c, h = psf.shape[-1] // 2, 15
-        psf = psf[c - h : c + h + 1, c - h : c + h + 1]
-        psf = psf / psf.sum()
-    info = {
-        "psf": str(args.psf),
-        "input_pixel_size": pixel_size,
-        "output_pixel_size": out_pixel,
-        "wavelength": args.wavelength,
-        "na": args.na,
-        "modulation_factor": args.modulation_factor,
-        "size": int(psf.shape[-1]),
-    }
-    return psf.astype(np.float32), info
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    from dps_stages import losses, training
+    """``dps train <net>``: the network's spec builds its data and its loss; one loop trains."""
+    from dps_stages import training
+    from dps_stages.nets.registry import get
+    from dps_stages.nets.spec import TrainContext
     from dps_stages.optics import Optics
 
     _threads(args)
+    spec = get(args.net)
     arch = _arch(args)
     settings = training.TrainSettings(
         steps=args.steps,
@@ -89,109 +79,63 @@ def cmd_train(args: argparse.Namespace) -> None:
         validate_every=args.validate_every,
         device=args.device,
     )
-    record: dict[str, Any] = {}
-    if args.net == "psfid":
-        _train_psfid(args, arch, settings)
-        return
-    if args.data is None:
-        raise DpsInputError(f"dps train {args.net} needs --data (a simulated split or images)")
-    simulated = _is_simulated(args.data)
-    pixel = args.pixel_size
-    if simulated:
-        from dps_stages.io import read_attrs
-
-        pixel = pixel or read_attrs(args.data)["optics"]["pixel_size"]
-    optics = Optics(
-        wavelength=args.wavelength,
-        na=args.na,
-        pixel_size=float(pixel or 1.0),
-        modulation_factor=args.modulation_factor,
-    )
-    val = args.val
-    if args.net != "resudbpn" and not simulated:
-        raise DpsInputError(
-            f"{args.data}: the {args.net} network trains on a simulated split with ground "
-            "truth (dps simulate); only resudbpn trains on a user's own images"
-        )
-    if args.net == "denoise":
-        pairs = training.denoise_pairs(args.data)
-        vpairs = training.denoise_pairs(val) if val else None
-        loss = losses.DenoiseLoss(a=args.w_ssim, b=args.w_l1, e=args.w_fft)
-    elif args.net == "sim":
-        pairs = training.sim_pairs(args.data, args.denoise_model)
-        vpairs = training.sim_pairs(val, args.denoise_model) if val else None
-        loss = losses.SIMLoss(ssim=args.w_ssim, l1=args.w_l1)
-    elif args.net == "oidn":
-        from dps_stages.optics import sr_psf
-
-        pairs = training.sim_pairs(args.data, args.denoise_model)
-        vpairs = training.sim_pairs(val, args.denoise_model) if val else None
-        # the learned PSF starts from the theoretical srPSF on the 2x grid
-        init = sr_psf(15, args.wavelength, args.na, optics.pixel_size / 2, args.modulation_factor)
-        record["psf_init"] = {
-            "psf": "sr",
-            "pixel_size": optics.pixel_size / 2,
-            "wavelength": args.wavelength,
-            "na": args.na,
-            "modulation_factor": args.modulation_factor,
-        }
-        loss = losses.OIDNLoss(
-            w=args.w_oidn,
-            psf_weight=args.w_psf,
-            charbonnier_weight=args.w_charbonnier,
-            init_psf=init,
-        )
-    elif args.net == "artifact":
-        kw = dict(
-            optics=optics,
-            method=args.sim_method,
-            denoise_model=args.denoise_model,
-            sim_model=args.sim_model,
-            background_radius=args.background_radius,
-            sim_kw=_sim_kw(args),
-        )
-        pairs = training.artifact_pairs(args.data, **kw)
-        vpairs = training.artifact_pairs(val, **kw) if val else None
-        perceptual = losses.PerceptualLoss(args.vgg16_weights, seed=args.seed)
-        loss = losses.ArtifactLoss(perceptual, w_perceptual=args.w_perceptual, w_ssim=args.w_ssim)
-    else:
+    simulated, optics = False, None
+    if spec.data != "generated":
+        if args.data is None:
+            raise DpsInputError(f"dps train {args.net} needs --data (a simulated split or images)")
+        simulated = _is_simulated(args.data)
+        if spec.data == "simulated" and not simulated:
+            raise DpsInputError(
+                f"{args.data}: the {args.net} network trains on a simulated split with ground "
+                "truth (dps simulate); only a self-supervised network "
+                f"({', '.join(_self_supervised())}) trains on a user's own images"
+            )
+        pixel = args.pixel_size
         if simulated:
-            # SIM-like images on the 2x grid (srPSF) or widefield-like on the camera grid
-            image_pixel = optics.pixel_size / 2 if args.psf == "sr" else optics.pixel_size
-        else:
+            from dps_stages.io import read_attrs
+
+            pixel = pixel or read_attrs(args.data)["optics"]["pixel_size"]
+        elif pixel is None:
             from dps_stages.io import read_image
 
-            image_pixel = args.pixel_size or read_image(args.data)[1].get("pixel_size")
-            if not image_pixel:
-                raise DpsInputError(
-                    f"{args.data}: the file gives no pixel size; pass "
-                    "--pixel-size (the SIM image's pixel, nm)"
-                )
-        psf, psf_info = _dbpn_psf(args, float(image_pixel))
-        record["psf"] = psf_info
-        if simulated:
-            grid = "2x" if args.psf == "sr" else "1x"
-            pairs = training.dbpn_pairs_simulated(
-                args.data, _input_psf(args, optics, grid), args.seed, grid=grid
-            )
-            vpairs = (
-                training.dbpn_pairs_simulated(
-                    val, _input_psf(args, optics, grid), args.seed, grid=grid
-                )
-                if val
-                else None
-            )
-        else:
-            pairs = training.dbpn_pairs_images(args.data)
-            vpairs = training.dbpn_pairs_images(val) if val else None
-        loss = losses.DBPNLoss(psf, beta_hessian=args.beta_hessian, beta_l1=args.beta_l1)
+            pixel = read_image(args.data)[1].get("pixel_size")
+        if not pixel:
+            raise DpsInputError(f"{args.data}: the images carry no pixel size; pass --pixel-size")
+        optics = Optics(
+            wavelength=args.wavelength,
+            na=args.na,
+            pixel_size=float(pixel),
+            modulation_factor=args.modulation_factor,
+        )
+
+    def psf_for(pixel: float, regrid: bool) -> np.ndarray:
+        # the same Airy / srPSF / file choice as `dps deconvolve --psf`, on a grid of `pixel`
+        from dps_stages.cli.common import _psf_for
+
+        return _psf_for(args, pixel, (10**6, 10**6), regrid=regrid)
+
+    ctx = TrainContext(
+        args=args,
+        optics=optics,
+        simulated=simulated,
+        weights={t.key: getattr(args, _dest(t.flag)) for t in spec.loss_terms},
+        psf_for=psf_for,
+        arch=arch,
+        sim_kw=_sim_kw(args) if "sim_options" in spec.inputs else None,
+    )
+    if spec.data == "generated":
+        pairs, vpairs = spec.pairs(ctx, None, False), spec.pairs(ctx, None, True)
+    else:
+        pairs = spec.pairs(ctx, args.data, False)
+        vpairs = spec.pairs(ctx, args.val, True) if args.val else None
+    loss = spec.loss(ctx)
     log.info(
         "%s: %d training examples%s",
         args.net,
         len(pairs),
         f", {len(vpairs)} validation" if vpairs else "",
     )
-    record["command"] = "dps train " + args.net
+    ctx.record["command"] = "dps train " + args.net
     info = training.train(
         args.net,
         arch,
@@ -201,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.output,
         settings,
         checkpoint=args.checkpoint,
-        record=record,
+        record=ctx.record,
     )
     log.info(
         "trained %s: %s",
@@ -212,24 +156,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
-def _train_psfid(args: argparse.Namespace, arch: dict[str, Any], settings) -> None:
-    """PSF identification: training data drawn on the fly (random Zernike PSFs, simulated
-    structures and scikit-image's natural images, the camera chain)."""
-    from dps_stages import training
-    from dps_stages.psf_id import PSFData, PSFIdentificationLoss
+def _dest(flag: str) -> str:
+    """The argparse destination of a long flag: ``--w-ssim`` -> ``w_ssim``."""
+    return flag.lstrip("-").replace("-", "_")
 
-    arch = arch | {"in_channels": 3 if args.give_params else 1, "patch": settings.patch}
-    kw = dict(patch=settings.patch, psf_size=arch["psf_size"], theta_max=args.theta_max,
-              give_params=args.give_params)  # fmt: skip
-    data = PSFData(**kw, seed=settings.seed)
-    val = PSFData(**kw, seed=settings.seed + 1)
-    info = training.train(
-        "psfid", arch, data, val, PSFIdentificationLoss(lam=args.w_reblur), args.output,
-        settings, checkpoint=args.checkpoint,
-        record={"command": "dps train psfid", "give_params": args.give_params,
-                "theta_max": args.theta_max},
-    )  # fmt: skip
-    log.info("trained psfid: %s", json.dumps({k: info[k] for k in ("parameters", "seconds")}))
+
+def _self_supervised() -> list[str]:
+    from dps_stages.nets.registry import REGISTRY
+
+    return [n for n, s in REGISTRY.items() if s.self_supervised]
 
 
 def cmd_identify_psf(args: argparse.Namespace) -> None:
@@ -293,15 +228,6 @@ def _psf_figure(psf: np.ndarray, args: argparse.Namespace, pixel: float | None, 
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
-
-
-def _input_psf(args: argparse.Namespace, optics, grid: str) -> np.ndarray:
-    """The PSF that makes simulated training images from the truth of ``grid``: the same
-    Airy / srPSF / file choice as `dps deconvolve --psf`, on that grid, untruncated."""
-    from dps_stages.cli.common import _psf_for
-
-    pixel = optics.pixel_size / 2 if grid == "2x" else optics.pixel_size
-    return _psf_for(args, pixel, (10**6, 10**6))
 
 
 def _is_simulated(path: Path) -> bool:
@@ -412,62 +338,7 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub) -> None:
     from dps_stages.cli.common import _add_optics, _count, _option, _positive
 
-    p = sub.add_parser("train", help="train one network of the DPS chain")
-    p.add_argument("net", choices=NETS)
-    p.add_argument("output", type=Path, help="model folder to write")
-    p.add_argument(
-        "--data",
-        type=Path,
-        help="simulated training split (Zarr), or for resudbpn also your SIM images",
-    )
-    p.add_argument("--val", type=Path, help="validation split / images")
-    p.add_argument("--denoise-model", type=Path, help="sim, artifact: the trained denoiser")
-    p.add_argument(
-        "--sim-model", type=Path, help="artifact with --sim-method dps|oidn: that network"
-    )
-    p.add_argument(
-        "--vgg16-weights",
-        type=Path,
-        help="artifact: ImageNet VGG16 state dict; default: fixed random features",
-    )
-    p.add_argument(
-        "--psf", default="sr", help="resudbpn: 'sr' (SIM images), 'airy' (widefield) or a PSF TIFF"
-    )
-    g = p.add_argument_group("architecture")
-    g.add_argument("--scale", choices=("small", "paper"), default="small")
-    g.add_argument("--width", type=int)
-    g.add_argument("--depth", type=int)
-    g.add_argument("--blocks", type=int)
-    g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=300)
-    g.add_argument("--batch", type=int, default=8)
-    g.add_argument("--patch", type=int, default=64, help="input patch edge, pixels")
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--checkpoint", type=Path, help="checkpoint file: resumed when present")
-    g.add_argument("--checkpoint-every", type=int, default=50)
-    g.add_argument("--validate-every", type=int, default=25)
-    g = p.add_argument_group("loss weights")
-    g.add_argument("--w-ssim", type=float, default=1.0)
-    g.add_argument("--w-l1", type=float, default=1.0)
-    g.add_argument("--w-fft", type=float, default=0.1)
-    g.add_argument("--w-perceptual", type=float, default=1.0)
-    g.add_argument("--beta-hessian", type=float, default=1e-2)
-    g.add_argument("--beta-l1", type=float, default=1e-2)
-    g.add_argument("--w-oidn", type=float, default=0.8, help="oidn: w of w L1 + (1 - w)(1 - SSIM)")
-    g.add_argument("--w-psf", type=float, default=1e-3, help="oidn: PSF prior (CE + RS)")
-    g.add_argument("--w-charbonnier", type=float, default=0.01, help="oidn: FFT Charbonnier")
-    g.add_argument("--w-reblur", type=float, default=1.0,
-                   help="psfid: lambda of ||h_hat * x - y||_1")  # fmt: skip
-    g = p.add_argument_group("PSF identification (psfid; data drawn on the fly)")
-    g.add_argument("--theta-max", type=float, default=0.15,
-                   help="largest Zernike coefficient, waves")  # fmt: skip
-    g.add_argument("--give-params", action="store_true",
-                   help="the network also reads fc and theta_max (known optics)")  # fmt: skip
-    _add_sim_options(p)
-    _add_device(p)
-    _add_optics(p)
-    p.set_defaults(func=cmd_train, pixel_size=None)
+    _add_train_parser(sub, _add_optics)
 
     p = sub.add_parser("identify-psf", help="identify an image's PSF (blind mode)")
     p.add_argument("image", type=Path, help="a widefield image, or a stack: their mean PSF")
@@ -510,3 +381,104 @@ def add_parsers(sub) -> None:
     _add_device(p)
     _add_optics(p)
     p.set_defaults(func=cmd_restore)
+
+
+def _add_train_parser(sub, add_optics) -> None:
+    """``dps train <net> OUTPUT ...``: one sub-command per registered network, its flags made
+    from the spec (its inputs, its training defaults, its own loss weights and settings)."""
+    from dps_stages.nets.registry import REGISTRY
+
+    p = sub.add_parser("train", help="train one network (dps train NET --help: its options)")
+    nets = p.add_subparsers(dest="net", metavar="NET", required=True)
+    for spec in REGISTRY.values():
+        q = nets.add_parser(spec.name, help=spec.summary, description=spec.summary)
+        q.add_argument("output", type=Path, help="model folder to write")
+        if spec.data != "generated":
+            q.add_argument("--data", type=Path, help="simulated training split (Zarr)"
+                           + (", or your own images" if spec.self_supervised else ""))  # fmt: skip
+            q.add_argument("--val", type=Path, help="validation split / images")
+        if "denoise_model" in spec.inputs:
+            q.add_argument("--denoise-model", type=Path, help="the trained denoiser")
+        if "sim_model" in spec.inputs:
+            q.add_argument("--sim-model", type=Path,
+                           help="with --sim-method dps|oidn: that network")  # fmt: skip
+        if "vgg16_weights" in spec.inputs:
+            q.add_argument("--vgg16-weights", type=Path,
+                           help="ImageNet VGG16 state dict; default: random features")  # fmt: skip
+        if "psf" in spec.inputs:
+            q.add_argument("--psf", default="sr",
+                           help="'sr' (SIM images), 'airy' (widefield) or a PSF TIFF")  # fmt: skip
+        g = q.add_argument_group("architecture")
+        g.add_argument("--scale", choices=("small", "paper"), default="small")
+        g.add_argument("--width", type=_positive_int)
+        g.add_argument("--depth", type=_positive_int,
+                       help=f"sets {spec.depth_key!r} of the architecture")  # fmt: skip
+        g.add_argument("--blocks", type=_positive_int)
+        d = spec.defaults
+        g = q.add_argument_group("training")
+        g.add_argument("--steps", type=_positive_int, default=d.steps)
+        g.add_argument("--batch", type=_positive_int, default=d.batch)
+        g.add_argument("--patch", type=_positive_int, default=d.patch,
+                       help="input patch edge, pixels")  # fmt: skip
+        g.add_argument("--lr", type=_positive_float, default=d.lr)
+        g.add_argument("--seed", type=int, default=0)
+        g.add_argument("--checkpoint", type=Path, help="checkpoint file: resumed when present")
+        g.add_argument("--checkpoint-every", type=_positive_int, default=50)
+        g.add_argument("--validate-every", type=_positive_int, default=25)
+        g = q.add_argument_group(f"loss weights of {spec.name}")
+        for t in spec.loss_terms:
+            g.add_argument(t.flag, type=_weight_up_to(t.maximum), default=t.default, help=t.help)
+        for s in spec.settings:
+            g.add_argument(s.flag, type=_positive_float, default=s.default, help=s.help)
+        if spec.cli_flags:
+            spec.cli_flags(q)
+        if "sim_options" in spec.inputs:
+            _add_sim_options(q)
+        _add_device(q)
+        add_optics(q)
+        q.set_defaults(func=cmd_train, pixel_size=None, data=None, val=None)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
+    return value
+
+
+def _weight(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a loss weight must be >= 0; got {text!r}")
+    return value
+
+
+def _weight_up_to(maximum: float | None):
+    """A loss weight's type: ``>= 0`` and, when ``maximum`` is given, ``<= maximum``."""
+    if maximum is None:
+        return _weight
+
+    def weight(text: str) -> float:
+        value = _weight(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected a weight <= {maximum:g}; got {text!r}")
+        return value
+
+    return weight
+
+
+def _positive_float(text: str) -> float:
+    value = _finite(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}")
+    return value

@@ -93,6 +93,8 @@ def load_model(
     """A trained network from a model folder (or its ``model.pt``), in eval mode.
 
     Returns the model and its record (training configuration, data, loss source, digest).
+    The file is read with ``torch.load(weights_only=True)`` (tensors and plain types: a
+    crafted pickle is refused without running code); any failure is a :class:`DpsInputError`.
     """
     from dps_stages import nets
 
@@ -107,8 +109,11 @@ def load_model(
         raise DpsInputError(f"{file}: not a dps model file ({exc})") from exc
     if expect is not None and name != expect:
         raise DpsInputError(f"{file}: holds a {name!r} network; expected {expect!r}")
-    model = nets.build(name, arch)
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model = nets.build(name, dict(arch))
+        model.load_state_dict(blob["state_dict"])
+    except Exception as exc:  # an unknown network, a bad architecture, mismatched weights
+        raise DpsInputError(f"{file}: cannot build its {name!r} network ({exc})") from exc
     model.eval().to(device)
     record = dict(blob.get("record", {}))
     record["model_sha256"] = model_digest(file)

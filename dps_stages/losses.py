@@ -395,11 +395,12 @@ class ArtifactLoss(nn.Module):
 class DBPNLoss(nn.Module):
     """Self-supervised Res-U-DBPN objective of DPS (Ye et al. 2024).
 
-    ``L(x, y) = (1 - SSIM(S_s(x * srPSF), y)) + beta_H R_Hessian(x) + beta_L1 mean|x|``
+    ``L(x, y) = w_s (1 - SSIM(S_s(x * srPSF), y)) + beta_H R_Hessian(x) + beta_L1 mean|x|``
 
     with ``x`` the network output on the ``s``-times finer grid, ``y`` its input,
     ``S_s(x * srPSF)`` :func:`reblur_to_input`, ``R_Hessian`` :func:`hessian_penalty` (with
-    ``t_weight``) and ``mean|x|`` :func:`l1_sparsity`; no ground truth is involved. The
+    ``t_weight``) and ``mean|x|`` :func:`l1_sparsity`; no ground truth is involved
+    (``w_s = w_ssim``, 1 by default as in the paper). The
     paper writes one ``beta`` for both priors; here they can differ.
 
     Defaults ``beta_hessian = beta_l1 = 1e-2``, one ``beta`` for both as in the paper, set
@@ -432,11 +433,13 @@ class DBPNLoss(nn.Module):
         scale: int = 2,
         t_weight: float = 0.0,
         *,
+        w_ssim: float = 1.0,
         data_range: float = 1.0,
     ):
         super().__init__()
         self.register_buffer("psf", _psf_kernel(psf))
         self.beta_hessian, self.beta_l1 = float(beta_hessian), float(beta_l1)
+        self.w_ssim = float(w_ssim)
         self.scale, self.t_weight, self.data_range = int(scale), float(t_weight), float(data_range)
         self.last: dict[str, float] = {}
 
@@ -450,7 +453,7 @@ class DBPNLoss(nn.Module):
         s = ssim_loss(reblurred, y, self.data_range)
         h = hessian_penalty(x, self.t_weight)
         sp = l1_sparsity(x)
-        total = s + self.beta_hessian * h + self.beta_l1 * sp
+        total = self.w_ssim * s + self.beta_hessian * h + self.beta_l1 * sp
         self.last = _floats(ssim=s, hessian=h, l1=sp, total=total)
         return total
 

@@ -15,7 +15,8 @@ exactly as :mod:`dps_stages.inference` normalises at run time (input percentiles
 
 The loop (Adam, cosine-decayed learning rate) draws random patches with random dihedral
 flips from a generator seeded by the config's seed, saves a checkpoint (weights, optimiser,
-step, loss history, generator states) every ``checkpoint_every`` steps, and resumes from it
+step, loss history, generator states; tensors and plain types only, read back with
+``torch.load(weights_only=True)``) every ``checkpoint_every`` steps, and resumes from it
 when the same training (same data, architecture and settings) is started again. The model
 folder holds ``model.pt``, ``record.json`` (configuration, data, loss features, time,
 device), ``loss.tsv`` and ``loss.png``.
@@ -47,13 +48,26 @@ from dps_stages.inference import (
     save_model,
 )
 from dps_stages.io import DpsInputError
+from dps_stages.nets.registry import NET_IDS, SIM_NETWORKS
+
+__all__ = [
+    "NET_IDS",
+    "SIM_NETWORKS",
+    "PatchSampler",
+    "Pairs",
+    "TrainSettings",
+    "artifact_pairs",
+    "dbpn_pairs_images",
+    "dbpn_pairs_simulated",
+    "denoise_pairs",
+    "load_checkpoint",
+    "sim_pairs",
+    "train",
+]
 
 log = logging.getLogger("dps.train")
 
-NET_IDS = {"denoise": 1, "sim": 2, "artifact": 3, "resudbpn": 4, "oidn": 5, "psfid": 6}
 TARGET_PERCENTILE = 99.9
-#: SIM-reconstruction networks by the name of the method (config `networks.sim_method`)
-SIM_NETWORKS = {"dps": "sim", "oidn": "oidn"}
 
 
 @dataclass
@@ -326,6 +340,18 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, read with ``torch.load(weights_only=True)``: tensors and plain
+    types only, so a crafted file cannot run code; anything else is a :class:`DpsInputError`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle that wants more than tensors and plain types, or junk
+        raise DpsInputError(f"{path}: not a dps training checkpoint, refused ({exc})") from exc
+    if not isinstance(state, dict) or not isinstance(state.get("signature"), str):
+        raise DpsInputError(f"{path}: not a dps training checkpoint (no signature)")
+    return state
+
+
 def _to(batch: Any, device: torch.device) -> Any:
     """Tensors, or tuples of them, on ``device``."""
     if batch is None:
@@ -395,14 +421,14 @@ def train(
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         if state.get("signature") == signature:
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
             schedule.load_state_dict(state["schedule"])
-            rng.bit_generator.state = state["rng"]
+            rng.bit_generator.state = json.loads(state["rng"])
             torch.set_rng_state(state["torch_rng"])
-            history, start = state["history"], state["step"]
+            history, start = json.loads(state["history"]), int(state["step"])
             log.info("resuming %s from step %d (%s)", net, start, ckpt)
         else:
             log.info("checkpoint %s belongs to another training; starting afresh", ckpt)
@@ -440,9 +466,10 @@ def train(
                     "model": model.state_dict(),
                     "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(),
-                    "rng": rng.bit_generator.state,
+                    # plain types only: the file loads with weights_only=True
+                    "rng": json.dumps(rng.bit_generator.state),
                     "torch_rng": torch.get_rng_state(),
-                    "history": history,
+                    "history": json.dumps(history),
                     "step": step + 1,
                 },
                 ckpt,

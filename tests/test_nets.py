@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -437,3 +439,59 @@ def test_resudbpn_output_is_non_negative():
         assert (net(x) >= 0).all()
         unconstrained = make("resudbpn", positive=False)(x)
     assert (unconstrained < 0).any()  # what the constraint is there for
+
+
+def test_registry_is_the_one_list_of_names():
+    """Every list of network names derives from the registry; ids are unique seeds."""
+    from dps_stages import chain, cli_nets, training
+    from dps_stages.nets import registry
+
+    names = registry.NAMES
+    assert tuple(nets.NETWORKS) == names == cli_nets.NETS == tuple(training.NET_IDS)
+    assert len(set(registry.NET_IDS.values())) == len(names)
+    assert training.SIM_NETWORKS == chain._sim_networks() == {"dps": "sim", "oidn": "oidn"}
+    for name, spec in registry.REGISTRY.items():
+        assert spec.name == name and nets.build(name, spec.arch()).arch == spec.arch()
+        assert spec.tiles == (name not in ("oidn", "psfid"))  # global networks do not tile
+        assert {m: registry.MODELS[m] for m in spec.variants} == dict.fromkeys(spec.variants, name)
+        # the loss of the spec takes exactly its own terms
+        assert len({t.key for t in spec.loss_terms}) == len(spec.loss_terms) > 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        registry.REGISTRY["denoise"].id = 9
+
+
+def test_schema_network_blocks_are_the_registry():
+    """config.schema.yaml's `networks.<net>` blocks are generated from the specs: each
+    accepts its own loss terms only, with the spec's defaults."""
+    import jsonschema
+    import yaml
+
+    from dps_stages.nets.registry import REGISTRY, SIM_NETWORKS, network_schema
+
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    networks = schema["properties"]["networks"]["properties"]
+    for name, spec in REGISTRY.items():
+        assert networks[name]["$ref"] == f"#/$defs/net_{name}"
+        assert schema["$defs"][f"net_{name}"] == network_schema(spec)
+        loss = schema["$defs"][f"net_{name}"]["properties"]["loss"]["properties"]
+        assert {k: v["default"] for k, v in loss.items()} == spec.loss_defaults()
+    assert set(networks["sim_method"]["enum"]) == {"wiener", *SIM_NETWORKS}
+
+    def valid(block: dict, net: str = "denoise", **shared) -> bool:
+        config = {"datasets": {"a": {"source": "simulate"}}, "networks": {net: block, **shared}}
+        try:
+            jsonschema.validate(config, schema)
+        except jsonschema.ValidationError:
+            return False
+        return True
+
+    assert valid({"loss": {"fft": 0.2}})
+    assert not valid({"loss": {"perceptual": 1.0}})  # not a denoise term
+    assert valid({"loss": {"perceptual": 1.0}}, "artifact")
+    assert valid({"theta_max": 0.1}, "psfid") and not valid({"theta_max": 0.1})
+    assert not valid({"steps": 0}) and not valid({"lr": 0}) and not valid({"width": 0})
+    assert not valid({"loss": {"w": 1.5}}, "oidn")
+    for device, ok in (("auto", True), ("cpu", True), ("cuda", True), ("cuda:1", True),
+                       ("bogus", False), ("cuda:x", False), ("cpu;touch x", False)):  # fmt: skip
+        assert valid({}, device=device) is ok, device

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import torch
@@ -366,3 +367,126 @@ def test_network_commands_reject_bad_input(split, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "none" in err and "no trained model" in err
     assert not (tmp_path / "o.tif").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# every registered network through the command line, from the registry alone
+
+
+def _registry_inputs(spec, split: Path, models: Path) -> list[str]:
+    """Options naming what a spec's training reads, from its declared inputs."""
+    args = [] if spec.data == "generated" else ["--data", str(split)]
+    if "denoise_model" in spec.inputs:
+        args += ["--denoise-model", str(models / "denoise")]
+    if "sim_options" in spec.inputs:
+        args += ["--background-radius", "8"]
+    return args
+
+
+def test_every_registered_network_trains_and_runs(split, tmp_path):
+    """Build, train two steps and run every network of the registry through `dps train` and
+    `dps infer` (psfid: `dps identify-psf`), options made from its spec only."""
+    from dps_stages import io
+    from dps_stages.nets.registry import REGISTRY
+
+    models = tmp_path / "models"
+    # networks that read another's model come after it (the registry's chain order)
+    for name, spec in REGISTRY.items():
+        patch = "32" if spec.data == "generated" else "16"
+        args = ["train", name, str(models / name), "--steps", "2", "--batch", "2",
+                "--patch", patch, "--width", "4", "--depth", "1" if name == "oidn" else "2",
+                "--device", "cpu", *_registry_inputs(spec, split, models)]  # fmt: skip
+        assert main(args) == 0, name
+        record = json.loads((models / name / "record.json").read_text())
+        assert record["net"] == name and len(record["arch"]) > 0
+        assert set(record["settings"]) >= {"steps", "batch", "patch", "lr"}
+        history = pd.read_csv(models / name / "loss.tsv", sep="\t")
+        assert list(history["step"]) == [1, 2] and np.isfinite(history["loss"]).all()
+        model, _ = inference.load_model(models / name, expect=name)
+        assert model.arch == record["arch"]
+
+    raw = np.asarray(io.open_group(split)["raw"][0, 1])
+    image = np.asarray(io.open_group(split)["truth_2x"][0])
+    for name in REGISTRY:
+        if name == "psfid":
+            tifffile.imwrite(tmp_path / "wf.tif", raw.mean(0))
+            out = tmp_path / "psf.tif"
+            assert main(["identify-psf", str(tmp_path / "wf.tif"), str(out),
+                         "--model", str(models / name), "--pixel-size", "65"]) == 0  # fmt: skip
+            assert abs(tifffile.imread(out).sum() - 1) < 1e-5
+            continue
+        model, _ = inference.load_model(models / name)
+        src = tmp_path / f"in_{name}.tif"
+        tifffile.imwrite(src, raw if model.in_channels > 1 else image)
+        out = tmp_path / f"{name}.zarr"
+        assert main(["infer", name, str(src), str(out), "--model", str(models / name),
+                     "--pixel-size", "65", "--tile", "32", "--device", "cpu"]) == 0  # fmt: skip
+        arr, attrs = io.open_stage(out)
+        assert attrs["network"]["net"] == name and np.isfinite(np.asarray(arr)).all()
+        assert arr.shape[-1] == src_width(src) * model.scale
+
+
+def src_width(path: Path) -> int:
+    return tifffile.imread(path).shape[-1]
+
+
+def test_train_flags_are_the_specs_own(capsys, tmp_path):
+    """`dps train <net>` takes its own loss weights only; bad values are refused (exit 2)."""
+    from dps_stages.nets.registry import REGISTRY
+
+    for name, spec in REGISTRY.items():
+        others = {t.flag for s in REGISTRY.values() for t in s.loss_terms} - {
+            t.flag for t in spec.loss_terms
+        }
+        for flag in others:
+            with pytest.raises(SystemExit) as exc:
+                main(["train", name, str(tmp_path / "m"), flag, "1"])
+            assert exc.value.code == 2
+    capsys.readouterr()
+    for bad in (["--steps", "0"], ["--steps", "-5"], ["--lr", "nan"], ["--w-ssim", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "denoise", str(tmp_path / "m"), *bad])
+        assert exc.value.code == 2, bad
+    assert not (tmp_path / "m").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# security: no code from data (torch.load with weights_only=True everywhere)
+
+
+class _Exploit:
+    """A pickle that, when unpickled without restrictions, writes a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def test_crafted_checkpoint_and_model_run_no_code(split, tmp_path, capsys):
+    marker = tmp_path / "marker.txt"
+    crafted = {"signature": "x", "model": _Exploit(marker)}
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save(crafted, ckpt)
+    out = tmp_path / "m"
+    rc = _train("denoise", out, split, "--checkpoint", str(ckpt))
+    assert rc == 2 and not marker.exists() and not out.exists()
+    assert "checkpoint" in capsys.readouterr().err
+    with pytest.raises(inference.DpsInputError):
+        training.load_checkpoint(ckpt)
+    assert not marker.exists()
+
+    folder = tmp_path / "bad_model"
+    folder.mkdir()
+    torch.save({"net": "denoise", "arch": {}, "state_dict": _Exploit(marker)},
+               folder / "model.pt")  # fmt: skip
+    img = tmp_path / "raw.tif"
+    tifffile.imwrite(img, np.asarray(training.io.open_group(split)["raw"][0, 0]))
+    rc = main(["infer", "denoise", str(img), str(tmp_path / "o.zarr"), "--model", str(folder)])
+    assert rc == 2 and not marker.exists() and not (tmp_path / "o.zarr").exists()
+    assert "not a dps model file" in capsys.readouterr().err
+    # a model file with an impossible architecture: a clean error too
+    torch.save({"net": "denoise", "arch": {"width": -3}, "state_dict": {}}, folder / "model.pt")
+    rc = main(["infer", "denoise", str(img), str(tmp_path / "o.zarr"), "--model", str(folder)])
+    assert rc == 2 and "cannot build" in capsys.readouterr().err

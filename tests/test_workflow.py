@@ -153,8 +153,10 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     with tifffile.TiffFile(tif) as f:
         assert f.is_imagej and f.asarray().shape == (2, 64, 64)
     assert (results / "500" / "final" / "widefield_rl.ome.zarr" / "zarr.json").exists()
-    # the networks: trained by their rules, chained, Res-U-DBPN on the 4x grid
-    for net in ("denoise", "sim", "artifact", "resudbpn", "oidn"):
+    # every registered network: trained by its rule; chained, Res-U-DBPN on the 4x grid
+    from dps_stages.nets.registry import REGISTRY
+
+    for net in REGISTRY:
         folder = work / "results" / "models" / net
         assert {"model.pt", "record.json", "loss.tsv", "loss.png"} <= {
             p.name for p in folder.iterdir()

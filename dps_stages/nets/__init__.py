@@ -1,4 +1,6 @@
-"""The DPS networks (Ye et al., Intelligent Computing 2024), by name.
+"""The networks of the chain, by name: DPS (Ye et al., Intelligent Computing 2024), OIDN and
+PSF identification. Each has one home, ``dps_stages/nets/<net>.py`` (its module and its
+:class:`~dps_stages.nets.spec.NetworkSpec`), and one line in :mod:`dps_stages.nets.registry`.
 
 ===========  ===================  =======================================  =====
 name         class                input -> output                          scale
@@ -7,15 +9,18 @@ name         class                input -> output                          scale
 ``sim``      :class:`SIMNet`      9 (denoised) frames -> SIM image         2
 ``artifact`` :class:`ArtifactNet` Wiener SIM image -> artifact-free image  1
 ``resudbpn`` :class:`ResUDBPN`    image -> resolution-extended image       2
+``oidn``     :class:`OIDN`        9 (denoised) frames -> SIM image         2
+``psfid``    :class:`PSFNet`      blurred noisy image -> its PSF           -
 ===========  ===================  =======================================  =====
 
-Every network is a stack of local operations (no normalisation, nothing global) and carries
+Every DPS network is a stack of local operations (no normalisation, nothing global; OIDN and
+PSFNet are global, ``local = False``) and carries
 ``scale``, ``multiple``, ``in_channels``, ``out_channels``, ``arch`` (its constructor keyword
 arguments: ``build(name, net.arch)`` rebuilds it) and ``receptive_halo()``, the halo that
 makes tiled inference exact (:mod:`dps_stages.nets.blocks`).
 
-Two sizes: :func:`paper_arch`, the paper's scale (GPU training), and :func:`default_arch`,
-small enough to train in minutes on a CPU.
+Two sizes, the presets of each spec: :func:`paper_arch`, the paper's scale (GPU training),
+and :func:`default_arch`, small enough to train in minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -27,18 +32,16 @@ from torch import nn
 from dps_stages.nets.artifact import ArtifactNet
 from dps_stages.nets.blocks import LocalNet, Reach
 from dps_stages.nets.denoise import DenoiseNet
-from dps_stages.nets.oidn import DEFAULT_ARCH as _OIDN_DEFAULT
 from dps_stages.nets.oidn import OIDN
-from dps_stages.nets.oidn import PAPER_ARCH as _OIDN_PAPER
-from dps_stages.nets.psfnet import DEFAULT_ARCH as _PSF_DEFAULT
-from dps_stages.nets.psfnet import PAPER_ARCH as _PSF_PAPER
 from dps_stages.nets.psfnet import PSFNet
+from dps_stages.nets.registry import REGISTRY, get
 from dps_stages.nets.resudbpn import ResUDBPN
 from dps_stages.nets.resunet import ResUNet
 from dps_stages.nets.simnet import SIMNet
 
 __all__ = [
     "NETWORKS",
+    "REGISTRY",
     "ArtifactNet",
     "DenoiseNet",
     "LocalNet",
@@ -51,70 +54,17 @@ __all__ = [
     "build",
     "count_parameters",
     "default_arch",
+    "get",
     "paper_arch",
 ]
 
-NETWORKS: dict[str, type[LocalNet]] = {
-    "denoise": DenoiseNet,
-    "sim": SIMNet,
-    "artifact": ArtifactNet,
-    "resudbpn": ResUDBPN,
-    "oidn": OIDN,
-    "psfid": PSFNet,
-}
-
-# Paper scale: 64 channels at full resolution, doubling to 512 over 3 levels, 2 residual
-# blocks per stage. Parameters: denoise 17.20 M, sim 17.34 M, artifact 17.19 M, resudbpn
-# 34.97 M; tiling halos 96, 96, 96 and 176 input pixels.
-_PAPER = {
-    "denoise": {"frames": 9, "width": 64, "depth": 3, "blocks": 2},
-    "sim": {"frames": 9, "width": 64, "depth": 3, "blocks": 2},
-    "artifact": {"width": 64, "depth": 3, "blocks": 2},
-    "resudbpn": {
-        "in_channels": 1,
-        "width": 64,
-        "depth": 3,
-        "blocks": 2,
-        "residual": True,
-        "positive": True,
-    },
-}
-# CPU scale: trains in minutes on 2 cores. Parameters: denoise 146 k, sim 154 k, artifact
-# 144 k, resudbpn 416 k; halos 24, 24, 24, 64. Forward + backward of a batch of 4 x 64 x 64
-# on 2 cores: about 30, 55, 30 and 85 ms (depth 3: 35, 60, 35, 100 ms).
-_DEFAULT = {
-    "denoise": {"frames": 9, "width": 16, "depth": 2, "blocks": 1},
-    "sim": {"frames": 9, "width": 16, "depth": 2, "blocks": 1},
-    "artifact": {"width": 16, "depth": 2, "blocks": 1},
-    "resudbpn": {
-        "in_channels": 1,
-        "width": 16,
-        "depth": 2,
-        "blocks": 1,
-        "residual": True,
-        "positive": True,
-    },
-}
-
-
-_PAPER["oidn"] = _OIDN_PAPER
-_DEFAULT["oidn"] = _OIDN_DEFAULT
-_PAPER["psfid"] = _PSF_PAPER
-_DEFAULT["psfid"] = _PSF_DEFAULT
-
-
-def _lookup(table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
-    if name not in table:
-        raise KeyError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}")
-    return dict(table[name])
+#: network name -> module class, from the registry (:mod:`dps_stages.nets.registry`)
+NETWORKS: dict[str, type[LocalNet]] = {name: spec.cls for name, spec in REGISTRY.items()}
 
 
 def build(name: str, arch: dict[str, Any] | None = None) -> LocalNet:
     """The network ``name`` with the keyword arguments ``arch`` (``None``: the defaults)."""
-    cls = NETWORKS.get(name)
-    if cls is None:
-        raise KeyError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}")
-    return cls(**(arch or {}))
+    return get(name).cls(**(arch or {}))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -124,9 +74,9 @@ def count_parameters(model: nn.Module) -> int:
 
 def paper_arch(name: str) -> dict[str, Any]:
     """The paper-scale architecture of network ``name`` (a fresh dict)."""
-    return _lookup(_PAPER, name)
+    return get(name).arch("paper")
 
 
 def default_arch(name: str) -> dict[str, Any]:
     """The small CPU-scale architecture of network ``name`` (a fresh dict)."""
-    return _lookup(_DEFAULT, name)
+    return get(name).arch("small")

@@ -8,9 +8,12 @@ input, not a new image.
 
 from __future__ import annotations
 
-from dps_stages.nets.resunet import ResUNet
+from typing import Any
 
-__all__ = ["ArtifactNet"]
+from dps_stages.nets.resunet import ResUNet
+from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+
+__all__ = ["SPEC", "ArtifactNet"]
 
 
 class ArtifactNet(ResUNet):
@@ -19,3 +22,46 @@ class ArtifactNet(ResUNet):
     def __init__(self, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
         super().__init__(1, 1, width=width, depth=depth, blocks=blocks, residual=True)
         self.arch = {"width": width, "depth": depth, "blocks": blocks}
+
+
+def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+    """The chain's SIM reconstruction -> the 2x ground truth
+    (:func:`dps_stages.training.artifact_pairs`)."""
+    from dps_stages.training import artifact_pairs
+
+    a = ctx.args
+    return artifact_pairs(
+        path,
+        optics=ctx.optics,
+        method=a.sim_method,
+        denoise_model=a.denoise_model,
+        sim_model=a.sim_model,
+        background_radius=a.background_radius,
+        sim_kw=ctx.sim_kw,
+    )
+
+
+def _loss(ctx: TrainContext) -> Any:
+    from dps_stages.losses import ArtifactLoss, PerceptualLoss
+
+    perceptual = PerceptualLoss(ctx.args.vgg16_weights, seed=ctx.args.seed)
+    w = ctx.weights
+    return ArtifactLoss(perceptual, w_perceptual=w["perceptual"], w_ssim=w["ssim"])
+
+
+SPEC = NetworkSpec(
+    name="artifact",
+    id=3,
+    cls=ArtifactNet,
+    # CPU scale: 144 k parameters, halo 24; paper scale: 17.19 M, halo 96
+    small={"width": 16, "depth": 2, "blocks": 1},
+    paper={"width": 64, "depth": 3, "blocks": 2},
+    summary="SIM image with artifacts -> artifact-free image (1x)",
+    pairs=_pairs,
+    loss=_loss,
+    loss_terms=(
+        LossTerm("perceptual", 1.0, "--w-perceptual", "weight of the VGG16 feature loss"),
+        LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM"),
+    ),
+    inputs=frozenset({"denoise_model", "sim_model", "sim_options", "vgg16_weights"}),
+)

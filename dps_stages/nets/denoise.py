@@ -9,9 +9,12 @@ SIM reconstruction needs, in place.
 
 from __future__ import annotations
 
-from dps_stages.nets.resunet import ResUNet
+from typing import Any
 
-__all__ = ["DenoiseNet"]
+from dps_stages.nets.resunet import ResUNet
+from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+
+__all__ = ["SPEC", "DenoiseNet"]
 
 
 class DenoiseNet(ResUNet):
@@ -23,3 +26,35 @@ class DenoiseNet(ResUNet):
     def __init__(self, frames: int = 9, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
         super().__init__(frames, frames, width=width, depth=depth, blocks=blocks, residual=True)
         self.arch = {"frames": frames, "width": width, "depth": depth, "blocks": blocks}
+
+
+def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+    """Noisy frames -> their expected value (:func:`dps_stages.training.denoise_pairs`)."""
+    from dps_stages.training import denoise_pairs
+
+    return denoise_pairs(path)
+
+
+def _loss(ctx: TrainContext) -> Any:
+    from dps_stages.losses import DenoiseLoss
+
+    w = ctx.weights
+    return DenoiseLoss(a=w["ssim"], b=w["l1"], e=w["fft"])
+
+
+SPEC = NetworkSpec(
+    name="denoise",
+    id=1,
+    cls=DenoiseNet,
+    # CPU scale: 146 k parameters, halo 24; paper scale: 17.20 M, halo 96
+    small={"frames": 9, "width": 16, "depth": 2, "blocks": 1},
+    paper={"frames": 9, "width": 64, "depth": 3, "blocks": 2},
+    summary="9 raw SIM frames -> 9 denoised frames (1x)",
+    pairs=_pairs,
+    loss=_loss,
+    loss_terms=(
+        LossTerm("ssim", 1.0, "--w-ssim", "a, weight of 1 - SSIM"),
+        LossTerm("l1", 1.0, "--w-l1", "b, weight of L1"),
+        LossTerm("fft", 0.1, "--w-fft", "e, weight of L1 of |FFT(x) - FFT(y)|"),
+    ),
+)

@@ -84,7 +84,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ADDB", "ADDG", "DEFAULT_ARCH", "OIDN", "PAPER_ARCH", "FrequencyBranch", "RadialPSF"]
+from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+
+__all__ = [
+    "ADDB",
+    "ADDG",
+    "DEFAULT_ARCH",
+    "OIDN",
+    "PAPER_ARCH",
+    "SPEC",
+    "FrequencyBranch",
+    "RadialPSF",
+]
 
 #: CPU scale: trains in minutes on 2 cores (34 748 parameters; forward + backward of a batch
 #: of 4 x 9 x 64 x 64 in 0.12-0.2 s on one shared CPU core; the paper scale about 3 s).
@@ -389,3 +400,51 @@ class OIDN(nn.Module):
             "OIDN has global operations (FFT, global pooling): tiled inference is not exact; "
             "run it on whole images (tile=None)"
         )
+
+
+def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+    """The SIM network's pairs: denoised frames -> 2x ground truth."""
+    from dps_stages.training import sim_pairs
+
+    return sim_pairs(path, ctx.args.denoise_model)
+
+
+def _loss(ctx: TrainContext) -> Any:
+    """:class:`dps_stages.losses.OIDNLoss`; the learned PSF starts from the theoretical srPSF
+    on the 2x grid."""
+    from dps_stages.losses import OIDNLoss
+    from dps_stages.optics import sr_psf
+
+    a, pixel = ctx.args, ctx.optics.pixel_size / 2
+    init = sr_psf(15, a.wavelength, a.na, pixel, a.modulation_factor)
+    ctx.record["psf_init"] = {
+        "psf": "sr",
+        "pixel_size": pixel,
+        "wavelength": a.wavelength,
+        "na": a.na,
+        "modulation_factor": a.modulation_factor,
+    }
+    w = ctx.weights
+    return OIDNLoss(
+        w=w["w"], psf_weight=w["psf"], charbonnier_weight=w["charbonnier"], init_psf=init
+    )
+
+
+SPEC = NetworkSpec(
+    name="oidn",
+    id=5,
+    cls=OIDN,
+    small=DEFAULT_ARCH,
+    paper=PAPER_ARCH,
+    summary="9 (denoised) frames -> SIM image (2x), learned PSF (Jin et al. 2024)",
+    pairs=_pairs,
+    loss=_loss,
+    loss_terms=(
+        LossTerm("w", 0.8, "--w-oidn", "w of w L1 + (1 - w)(1 - SSIM)", maximum=1.0),
+        LossTerm("psf", 1e-3, "--w-psf", "weight of the PSF prior (CE + RS)"),
+        LossTerm("charbonnier", 0.01, "--w-charbonnier", "Charbonnier loss of the FFT difference"),
+    ),
+    inputs=frozenset({"denoise_model"}),
+    sim_method="oidn",
+    depth_key="groups",  # OIDN's depth is its number of residual groups
+)

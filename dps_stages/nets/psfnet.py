@@ -39,14 +39,17 @@ nothing here (the output is a PSF, not an image).
 
 from __future__ import annotations
 
+import argparse
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
 from dps_stages.nets.blocks import LocalNet, Window
+from dps_stages.nets.spec import LossTerm, NetworkSpec, Setting, TrainContext
 
-__all__ = ["DEFAULT_ARCH", "PAPER_ARCH", "PSFNet", "encoder_channels"]
+__all__ = ["DEFAULT_ARCH", "PAPER_ARCH", "SPEC", "PSFNet", "encoder_channels"]
 
 #: CPU scale: 418 k parameters (418 k + 288 with ``in_channels=3``). Forward + backward of a
 #: batch of 16 x 64 x 64 takes about 90 ms on one core; with the data drawn on the fly (about
@@ -158,3 +161,55 @@ class PSFNet(LocalNet):
 
     def receptive_halo(self) -> int:
         raise NotImplementedError("PSFNet is global: tiled inference does not apply")
+
+
+def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+    """Examples drawn on the fly (:class:`dps_stages.psf_id.PSFData`: random Zernike PSFs,
+    simulated structures and natural images, the camera chain); validation from seed + 1."""
+    from dps_stages.psf_id import PSFData
+
+    a = ctx.args
+    ctx.record |= {"give_params": a.give_params, "theta_max": a.theta_max}
+    return PSFData(patch=a.patch, psf_size=ctx.arch["psf_size"], theta_max=a.theta_max,
+                   give_params=a.give_params, seed=a.seed + int(validation))  # fmt: skip
+
+
+def _loss(ctx: TrainContext) -> Any:
+    from dps_stages.psf_id import PSFIdentificationLoss
+
+    return PSFIdentificationLoss(lam=ctx.weights["reblur"])
+
+
+def _adapt_arch(args: argparse.Namespace, arch: dict[str, Any]) -> dict[str, Any]:
+    """Input channels (3 when told the optics) and the patch it reads."""
+    return arch | {"in_channels": 3 if args.give_params else 1, "patch": args.patch}
+
+
+def _cli_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--give-params", action="store_true",
+                   help="the network also reads fc and theta_max (known optics)")  # fmt: skip
+
+
+SPEC = NetworkSpec(
+    name="psfid",
+    id=6,
+    cls=PSFNet,
+    small=DEFAULT_ARCH,
+    paper=PAPER_ARCH,
+    summary="blurred noisy image -> its PSF (Nguyen, Sarron, Escande, Weiss)",
+    pairs=_pairs,
+    loss=_loss,
+    loss_terms=(LossTerm("reblur", 1.0, "--w-reblur", "lambda of ||h_hat * x - y||_1"),),
+    data="generated",
+    settings=(
+        Setting(
+            "theta_max",
+            0.15,
+            "--theta-max",
+            "largest Zernike coefficient of the training PSFs, waves",
+            exclusive_minimum=0,
+        ),
+    ),  # fmt: skip
+    adapt_arch=_adapt_arch,
+    cli_flags=_cli_flags,
+)

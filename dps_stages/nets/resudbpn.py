@@ -35,6 +35,9 @@ padding and point-wise activations, so the network is equivariant to shifts by `
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,8 +54,9 @@ from dps_stages.nets.blocks import (
     trace_reach,
 )
 from dps_stages.nets.resunet import level_channels
+from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
-__all__ = ["ResUDBPN"]
+__all__ = ["SPEC", "ResUDBPN"]
 
 
 def _resize(cin: int, cout: int) -> nn.Module:
@@ -137,3 +141,89 @@ class ResUDBPN(LocalNet):
             r = trace_reach(self.decoders[i], trace_reach(self.merges[i], up | skips[i]))
         r = trace_reach(self.tail, trace_reach(self.upsample, r))
         return r | r0.upsample(2) if self.residual else r
+
+
+def _image_pixel(ctx: TrainContext) -> float:
+    """Pixel (nm) of the training images: the 2x grid (srPSF) or the camera grid of a
+    simulated split, or a user's SIM image (``--pixel-size`` or the file's)."""
+    if ctx.simulated:
+        return ctx.optics.pixel_size / 2 if ctx.args.psf == "sr" else ctx.optics.pixel_size
+    from dps_stages.io import DpsInputError, read_image
+
+    pixel = ctx.args.pixel_size or read_image(ctx.args.data)[1].get("pixel_size")
+    if not pixel:
+        raise DpsInputError(
+            f"{ctx.args.data}: the file gives no pixel size; pass "
+            "--pixel-size (the SIM image's pixel, nm)"
+        )
+    return float(pixel)
+
+
+def loss_psf(ctx: TrainContext, pixel_size: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """The PSF of the data term on the OUTPUT grid (half the input's pixel): a PSF file is
+    brought to that grid by its pixel size; cut to at most 31 px (the loss's reach, cheap in
+    every step) and renormalised."""
+    out_pixel = pixel_size / 2
+    psf = ctx.psf_for(out_pixel, True)
+    if psf.shape[-1] > 31:
+        c, h = psf.shape[-1] // 2, 15
+        psf = psf[c - h : c + h + 1, c - h : c + h + 1]
+        psf = psf / psf.sum()
+    a = ctx.args
+    info = {
+        "psf": str(a.psf),
+        "input_pixel_size": pixel_size,
+        "output_pixel_size": out_pixel,
+        "wavelength": a.wavelength,
+        "na": a.na,
+        "modulation_factor": a.modulation_factor,
+        "size": int(psf.shape[-1]),
+    }
+    return psf.astype(np.float32), info
+
+
+def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+    """Self-supervised: simulated SIM-like (``--psf sr``, 2x grid) or widefield-like images
+    (camera grid) with photon noise, or a user's own images."""
+    from dps_stages import training
+
+    if not ctx.simulated:
+        return training.dbpn_pairs_images(path)
+    grid = "2x" if ctx.args.psf == "sr" else "1x"
+    pixel = ctx.optics.pixel_size / 2 if grid == "2x" else ctx.optics.pixel_size
+    # the PSF that makes the images: untruncated, on the truth's grid
+    psf = ctx.psf_for(pixel, False)
+    return training.dbpn_pairs_simulated(path, psf, ctx.args.seed, grid=grid)
+
+
+def _loss(ctx: TrainContext) -> Any:
+    from dps_stages.losses import DBPNLoss
+
+    psf, info = loss_psf(ctx, _image_pixel(ctx))
+    ctx.record["psf"] = info
+    w = ctx.weights
+    return DBPNLoss(psf, beta_hessian=w["hessian"], beta_l1=w["sparsity"], w_ssim=w["ssim"])
+
+
+SPEC = NetworkSpec(
+    name="resudbpn",
+    id=4,
+    cls=ResUDBPN,
+    # CPU scale: 416 k parameters, halo 64; paper scale: 34.97 M, halo 176
+    small={"in_channels": 1, "width": 16, "depth": 2, "blocks": 1, "residual": True,
+           "positive": True},
+    paper={"in_channels": 1, "width": 64, "depth": 3, "blocks": 2, "residual": True,
+           "positive": True},
+    summary="image -> resolution-extended image (2x), self-supervised",
+    pairs=_pairs,
+    loss=_loss,
+    loss_terms=(
+        LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM of the re-blurred output"),
+        LossTerm("hessian", 0.01, "--beta-hessian", "beta of the Hessian penalty"),
+        LossTerm("sparsity", 0.01, "--beta-l1", "beta of the L1 norm"),
+    ),
+    data="simulated_or_images",
+    inputs=frozenset({"psf"}),
+    # SIM images (srPSF on the 2x grid) and widefield images (Airy PSF)
+    variants={"resudbpn": ("--psf", "sr"), "resudbpn_widefield": ("--psf", "airy")},
+)  # fmt: skip

@@ -8,9 +8,12 @@ of the SIM image. No global residual: the output lives on another grid than the 
 
 from __future__ import annotations
 
-from dps_stages.nets.resunet import ResUNet
+from typing import Any
 
-__all__ = ["SIMNet"]
+from dps_stages.nets.resunet import ResUNet
+from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+
+__all__ = ["SPEC", "SIMNet"]
 
 
 class SIMNet(ResUNet):
@@ -19,3 +22,35 @@ class SIMNet(ResUNet):
     def __init__(self, frames: int = 9, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
         super().__init__(frames, 1, width=width, depth=depth, blocks=blocks, upscale=2)
         self.arch = {"frames": frames, "width": width, "depth": depth, "blocks": blocks}
+
+
+def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+    """Denoised frames -> the 2x ground truth (:func:`dps_stages.training.sim_pairs`)."""
+    from dps_stages.training import sim_pairs
+
+    return sim_pairs(path, ctx.args.denoise_model)
+
+
+def _loss(ctx: TrainContext) -> Any:
+    from dps_stages.losses import SIMLoss
+
+    return SIMLoss(ssim=ctx.weights["ssim"], l1=ctx.weights["l1"])
+
+
+SPEC = NetworkSpec(
+    name="sim",
+    id=2,
+    cls=SIMNet,
+    # CPU scale: 154 k parameters, halo 24; paper scale: 17.34 M, halo 96
+    small={"frames": 9, "width": 16, "depth": 2, "blocks": 1},
+    paper={"frames": 9, "width": 64, "depth": 3, "blocks": 2},
+    summary="9 (denoised) frames -> SIM image (2x)",
+    pairs=_pairs,
+    loss=_loss,
+    loss_terms=(
+        LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM"),
+        LossTerm("l1", 1.0, "--w-l1", "weight of L1"),
+    ),
+    inputs=frozenset({"denoise_model"}),
+    sim_method="dps",
+)

@@ -4,9 +4,12 @@ import json
 import re
 import shlex
 
+from dps_stages.nets.registry import MODELS, REGISTRY, SIM_NETWORKS
+
 RESULTS = config["results"]
 NET = config["networks"]
-NETWORK_NAMES = ("denoise", "sim", "artifact", "resudbpn", "oidn")
+#: the networks that train on a simulated split (the others draw their data on the fly)
+NETWORK_NAMES = tuple(n for n, s in REGISTRY.items() if s.data != "generated")
 # the networks train on simulation only: without a simulated dataset in the config, a hidden
 # one (networks.simulate, top-level optics) provides the training splits and is not evaluated
 TRAINING_DS = "_training"
@@ -28,7 +31,7 @@ def settings_digest(*parts):
 
     Snakemake reruns a job whose params differ from those it recorded, but skips params
     computed by functions that take `input`, `output`, `threads` or `resources` (it treats
-    them as derived from the inputs), as `artifact_options` does. A plain string param holding
+    them as derived from the inputs), as `train_files` does. A plain string param holding
     a digest of the config values a rule reads makes a change of those values rerun its jobs
     whatever form its other params take. The stage rules need none: each config value they
     read is a param of its own (a plain value or a function of the wildcards only), which
@@ -49,15 +52,16 @@ DATA_SETTINGS = settings_digest(config["optics"], config["seed"])
 
 def train_settings(net):
     """The config values a network's training reads: its own block, the shared network
-    settings, the training dataset and the optics; for artifact removal, whose inputs are
-    Wiener images after background removal, also `sim` and `background` (devices, threads
-    and tiles do not change the result)."""
+    settings, the training dataset and the optics; for a network that reads Wiener images
+    after background removal (its spec's inputs hold `sim_options`: artifact removal) also
+    `sim` and `background` (devices, threads and tiles do not change the result)."""
     shared = {k: NET[k] for k in ("scale", "sim_method", "vgg16_weights", "simulate")}
     try:
         data = DATASETS[train_dataset()]
     except ValueError:  # every network has a model: the training rules are not used
         data = None
-    inputs = (config["sim"], config["background"]) if net == "artifact" else ()
+    reads_sim = "sim_options" in REGISTRY[net].inputs
+    inputs = (config["sim"], config["background"]) if reads_sim else ()
     return settings_digest(NET[net], shared, data, DATA_SETTINGS, *inputs)
 
 
@@ -151,8 +155,8 @@ check_levels()
 ARTIFACT_INPUT = {"wiener": "sim_dn_wiener", "dps": "sim_dps", "oidn": "sim_oidn"}[
     NET["sim_method"]
 ]
-# the network behind each SIM method
-SIM_NETS = {"dps": "sim", "oidn": "oidn"}
+# the network behind each SIM method (from the registry)
+SIM_NETS = dict(SIM_NETWORKS)
 # Wiener SIM stages and the background-removed frames they reconstruct
 SIM_WIENER = {"sim_wiener": "raw_bg", "sim_dn_wiener": "raw_dn_bg"}
 
@@ -180,9 +184,8 @@ def dbpn_model(ds):
 
 
 def model_dir(name):
-    """A network's model folder: the config's trained model, else the DAG's training output."""
-    net = "resudbpn" if name.startswith("resudbpn") else name
-    return NET[net]["model"] or f"{RESULTS}/models/{name}"
+    """A model folder: the config's trained model, else the DAG's training output."""
+    return NET[MODELS[name]]["model"] or f"{RESULTS}/models/{name}"
 
 
 def train_dataset():
@@ -195,22 +198,31 @@ def train_dataset():
     return ds
 
 
-def train_options(net, ds=None):
-    """`dps train` options from the config: architecture, budget, loss weights, optics."""
-    spec, loss = NET[net], NET[net]["loss"]
+def train_options(net, ds=None, model=None):
+    """`dps train <net>` options from the config, made from its spec: architecture, budget,
+    its own loss weights and settings, the model variant's options, the optics."""
+    spec, block = REGISTRY[net], NET[net]
     args = [
-        "--scale", NET["scale"], "--steps", spec["steps"], "--batch", spec["batch"],
-        "--patch", spec["patch"], "--lr", spec["lr"], "--seed", config["seed"],
+        "--scale", NET["scale"], "--steps", block["steps"], "--batch", block["batch"],
+        "--patch", block["patch"], "--lr", block["lr"], "--seed", config["seed"],
         "--device", NET["device"], "--threads", NET["threads"],
-        "--w-ssim", loss["ssim"], "--w-l1", loss["l1"], "--w-fft", loss["fft"],
-        "--w-perceptual", loss["perceptual"], "--beta-hessian", loss["hessian"],
-        "--beta-l1", loss["sparsity"], "--w-oidn", loss["w"], "--w-psf", loss["psf"],
-        "--w-charbonnier", loss["charbonnier"],
     ]  # fmt: skip
+    for term in spec.loss_terms:
+        args += [term.flag, block["loss"][term.key]]
+    for setting in spec.settings:
+        args += [setting.flag, block[setting.key]]
     for key in ("width", "depth", "blocks"):
-        if spec[key] is not None:
-            args += [f"--{key}", spec[key]]
+        if block[key] is not None:
+            args += [f"--{key}", block[key]]
+    if model is not None:  # a model folder of the training rule: its variant's options
+        args += list(spec.variants[model])
     return f"{shlex.join(str(a) for a in args)} {optics_options(ds or train_dataset())}"
+
+
+def train_options_of(net):
+    """The `opts` param of `train_<net>`, the options of the model wildcard (wildcards only, so
+    Snakemake compares it and a config edit reruns the training)."""
+    return lambda w: train_options(net, model=w.model)
 
 
 def blind(ds):
@@ -395,23 +407,49 @@ def train_data(w):
     }
 
 
-def artifact_inputs(w):
-    inputs = train_data(w) | {"denoise": model_dir("denoise")}
-    if NET["sim_method"] in SIM_NETS:
-        inputs["sim"] = model_dir(SIM_NETS[NET["sim_method"]])
-    if NET["vgg16_weights"]:
-        inputs["vgg"] = NET["vgg16_weights"]
+def train_inputs_of(net):
+    """The input function of `train_<net>`: its data and what its spec's inputs name."""
+    spec = REGISTRY[net]
+
+    def inputs(w):
+        out = train_data(w) if spec.data != "generated" else {}
+        if "denoise_model" in spec.inputs:
+            out["denoise"] = model_dir("denoise")
+        if "sim_model" in spec.inputs and NET["sim_method"] in SIM_NETS:
+            out["sim"] = model_dir(SIM_NETS[NET["sim_method"]])
+        if "vgg16_weights" in spec.inputs and NET["vgg16_weights"]:
+            out["vgg"] = NET["vgg16_weights"]
+        return out
+
     return inputs
 
 
-def artifact_options(w, input):
-    opts = f"--sim-method {NET['sim_method']} {sim_options()} "
-    opts += f"--background-radius {config['background']['radius']} "
-    if "sim" in input.keys():
-        opts += f"--sim-model {input.sim} "
-    if "vgg" in input.keys():
-        opts += f"--vgg16-weights {input.vgg} "
-    return opts + train_options("artifact")
+#: `dps train` option of each named input of a training rule
+_TRAIN_FILE_FLAGS = {"data": "--data", "val": "--val", "denoise": "--denoise-model",
+                     "sim": "--sim-model", "vgg": "--vgg16-weights"}  # fmt: skip
+
+
+def train_files(w, input):
+    """`dps train` options naming a training's input files, quoted."""
+    args = []
+    for key, flag in _TRAIN_FILE_FLAGS.items():
+        if key in input.keys():
+            args += [flag, input[key]]
+    return shlex.join(str(a) for a in args)
+
+
+def train_sim_options(net):
+    """Wiener SIM and background options for a network whose spec reads them, quoted."""
+    if "sim_options" not in REGISTRY[net].inputs:
+        return ""
+    sim = config["sim"]
+    args = [
+        "--sim-method", NET["sim_method"], "--wiener", sim["wiener"],
+        "--wiener-factor", sim["wiener_factor"], "--otf-decay", sim["otf_decay"],
+        "--local-wiener", sim["local_wiener"],
+        "--background-radius", config["background"]["radius"],
+    ]  # fmt: skip
+    return shlex.join(str(a) for a in args)
 
 
 def infer_inputs(w):

@@ -1,137 +1,40 @@
-# The DPS networks (Ye et al. 2024): one training rule per network, then inference stages
+# The networks (Ye et al. 2024; OIDN; PSF identification): one training rule per network of
+# the registry, then inference stages
 # raw -> denoise -> SIM (Wiener or network) -> artifact removal -> background -> Res-U-DBPN.
 # A network whose `networks.<net>.model` is set in the config is not trained: its model is used.
 
 
-rule train_denoise:
-    input:
-        unpack(train_data),
-    output:
-        directory(f"{RESULTS}/models/denoise"),
-    log:
-        f"{RESULTS}/logs/models/train_denoise.log",
-    params:
-        opts=lambda w: train_options("denoise"),
-        settings=train_settings("denoise"),
-        ckpt=f"{RESULTS}/models/.checkpoints/denoise.pt",
-    threads: NET["threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/dps.yaml"
-    shell:
-        "dps train denoise {output} --data {input.data} --val {input.val} "
-        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+# one training rule per registered network (dps_stages/nets/registry.py), `train_<net>`,
+# writing the model folders of its spec's variants (resudbpn: resudbpn, resudbpn_widefield)
+for _net in REGISTRY:
 
-
-rule train_sim:
-    input:
-        unpack(train_data),
-        denoise=model_dir("denoise"),
-    output:
-        directory(f"{RESULTS}/models/sim"),
-    log:
-        f"{RESULTS}/logs/models/train_sim.log",
-    params:
-        opts=lambda w: train_options("sim"),
-        settings=train_settings("sim"),
-        ckpt=f"{RESULTS}/models/.checkpoints/sim.pt",
-    threads: NET["threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/dps.yaml"
-    shell:
-        "dps train sim {output} --data {input.data} --val {input.val} "
-        "--denoise-model {input.denoise} --checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
-
-
-rule train_oidn:
-    input:
-        unpack(train_data),
-        denoise=model_dir("denoise"),
-    output:
-        directory(f"{RESULTS}/models/oidn"),
-    log:
-        f"{RESULTS}/logs/models/train_oidn.log",
-    params:
-        opts=lambda w: train_options("oidn"),
-        settings=train_settings("oidn"),
-        ckpt=f"{RESULTS}/models/.checkpoints/oidn.pt",
-    threads: NET["threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/dps.yaml"
-    shell:
-        "dps train oidn {output} --data {input.data} --val {input.val} "
-        "--denoise-model {input.denoise} --checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
-
-
-rule train_artifact:
-    input:
-        unpack(artifact_inputs),
-    output:
-        directory(f"{RESULTS}/models/artifact"),
-    log:
-        f"{RESULTS}/logs/models/train_artifact.log",
-    params:
-        opts=artifact_options,
-        settings=train_settings("artifact"),
-        ckpt=f"{RESULTS}/models/.checkpoints/artifact.pt",
-    threads: NET["threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/dps.yaml"
-    shell:
-        "dps train artifact {output} --data {input.data} --val {input.val} "
-        "--denoise-model {input.denoise} --checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
-
-
-rule train_resudbpn:
-    input:
-        unpack(train_data),
-    output:
-        directory(f"{RESULTS}/models/{{dbpn_model}}"),
-    log:
-        f"{RESULTS}/logs/models/train_{{dbpn_model}}.log",
-    wildcard_constraints:
-        dbpn_model="resudbpn|resudbpn_widefield",
-    params:
-        psf=lambda w: "airy" if w.dbpn_model.endswith("widefield") else "sr",
-        opts=lambda w: train_options("resudbpn"),
-        settings=train_settings("resudbpn"),
-        ckpt=f"{RESULTS}/models/.checkpoints/{{dbpn_model}}.pt",
-    threads: NET["threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/dps.yaml"
-    shell:
-        "dps train resudbpn {output} --data {input.data} --val {input.val} --psf {params.psf} "
-        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
-
-
-rule train_psfid:
-    output:
-        directory(f"{RESULTS}/models/psfid"),
-    log:
-        f"{RESULTS}/logs/models/train_psfid.log",
-    params:
-        opts=lambda w: train_options("psfid"),
-        settings=train_settings("psfid"),
-        theta=NET["psfid"]["theta_max"],
-        reblur=NET["psfid"]["loss"]["reblur"],
-        ckpt=f"{RESULTS}/models/.checkpoints/psfid.pt",
-    threads: NET["threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/dps.yaml"
-    shell:
-        "dps train psfid {output} --theta-max {params.theta} --w-reblur {params.reblur} "
-        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+    rule:
+        name:
+            f"train_{_net}"
+        input:
+            unpack(train_inputs_of(_net)),
+        output:
+            directory(f"{RESULTS}/models/{{model}}"),
+        log:
+            f"{RESULTS}/logs/models/train_{{model}}.log",
+        wildcard_constraints:
+            model=name_regex(list(REGISTRY[_net].variants)),
+        params:
+            net=_net,
+            opts=train_options_of(_net),
+            files=train_files,
+            sim=train_sim_options(_net),
+            settings=train_settings(_net),
+            ckpt=f"{RESULTS}/models/.checkpoints/{{model}}.pt",
+        threads: NET["threads"]
+        resources:
+            gpu=1,
+        conda:
+            "../../envs/dps.yaml"
+        shell:
+            # not `_net` here: the shell command is formatted when the job runs, after the loop
+            "dps train {params.net} {output:q} {params.files} {params.sim} "
+            "--checkpoint {params.ckpt:q} {params.opts} > {log:q} 2>&1"
 
 
 rule identify_psf:
@@ -183,8 +86,8 @@ rule train_resudbpn_own:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps train resudbpn {output} --data {input.image} --psf {params.psf} "
-        "--checkpoint {params.ckpt} {params.opts} > {log} 2>&1"
+        "dps train resudbpn {output:q} --data {input.image:q} --psf {params.psf:q} "
+        "--checkpoint {params.ckpt:q} {params.opts} > {log:q} 2>&1"
 
 
 rule infer:
@@ -222,7 +125,7 @@ rule model_figure:
     log:
         f"{RESULTS}/logs/models/figure_{{net}}_{{figure}}.log",
     wildcard_constraints:
-        net="|".join(NETWORK_NAMES + ("psfid", "resudbpn_widefield")),
+        net=name_regex(list(MODELS)),
         figure="loss|psf",
     conda:
         "../../envs/dps.yaml"
