@@ -60,7 +60,7 @@ def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
     params = [estimate_parameters(a, optics) for a in arr]
     b = camera.offset if np.isfinite(camera.offset) else None
     otf = calibrate_otf(arr, optics, params, offset=b)
-    haze = calibrate_haze(arr, optics, offset=b)
+    haze = calibrate_haze(arr, optics, params, otf, offset=b)
     return Calibration(
         optics=optics,
         camera=camera,
