@@ -40,10 +40,14 @@ Residual noise in the map, correlated over ``s_L``, pulls the scale down where t
 weak; a haze that is not Gaussian-correlated (an out-of-focus copy of the object) has no
 single scale and reads between ``s_L`` and its blur.
 
-Each angle of each acquisition gives one estimate; the result is their mean and the
-uncertainty their standard error. Assumes a uniform modulation over the field and a haze
-smoother than ``1 / (0.1 f_c)`` (it must not leak into the modulation fit). Level and
-scale are ``nan`` when the OTF calibration gives no modulation or attenuation.
+Each angle of each acquisition gives one estimate (angles with ``m < 0.05`` or ``m`` not 3
+sigma above 0 are left out); the level is their mean weighted by ``m^2`` (the side band's
+signal-to-noise), its uncertainty the weighted standard error, and the map the weighted mean
+of the angles' maps. Level and scale are ``nan`` when the attenuation is not determined
+(``nan`` or ``sigma_a > a``, as in :func:`dps_stages.calibrate.calibrated_sim_settings`).
+Assumes a uniform modulation over the field and a haze
+smoother than ``1 / (0.1 f_c)`` (it must not leak into the modulation fit), and a known
+camera offset: a uniform haze and an offset error are the same in the frames.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from ._util import as_stack, edge_window, q_grid
 __all__ = ["HazeCalibration", "calibrate_haze"]
 
 _FWHM_LN2 = 4.0 * np.log(2.0)  # HWHM^2 of exp(-r^2 / (4 s^2)) is 4 ln 2 s^2
+_MIN_MODULATION = 0.05  # angles whose fitted modulation is lower carry no usable side band
 
 
 @dataclass
@@ -198,12 +203,12 @@ def calibrate_haze(
         params = [estimate_parameters(acq, optics) for acq in arr]
     if otf is None:
         otf = calibrate_otf(arr, optics, params, offset=b)
-    a = float(otf.attenuation)
+    a, a_sig = float(otf.attenuation), float(otf.attenuation_sigma)
     s_f = _lowpass_sigma(params, cutoff)
     nan = float("nan")
-    if not (np.isfinite(a) and 0 < a and s_f > 0):
+    if not (np.isfinite(a) and 0 < a and np.isfinite(a_sig) and a_sig <= a and s_f > 0):
         return HazeCalibration(nan, nan, nan, nan)
-    levels, spectra = [], []
+    levels, spectra, weights = [], [], []
     for i, acq in enumerate(arr):
         x = acq - b
         means = x.mean(axis=(1, 2))
@@ -211,7 +216,8 @@ def calibrate_haze(
             x = x * (means.mean() / means)[:, None, None]
         for ang in range(3):
             m = float(otf.modulation[3 * i + ang])
-            if not (np.isfinite(m) and 0.0 < m <= 1.5):
+            m_sig = float(otf.modulation_sigma[3 * i + ang])
+            if not (np.isfinite(m) and _MIN_MODULATION <= m <= 1.5 and m_sig < m / 3.0):
                 continue
             lv, hz = _haze_angle(
                 x[3 * ang : 3 * ang + 3],
@@ -224,6 +230,7 @@ def calibrate_haze(
             )
             levels.append(lv)
             spectra.append(hz)
+            weights.append(m * m)
     if not levels:
         return HazeCalibration(nan, nan, nan, nan)
     ny, nx = arr.shape[-2:]
@@ -239,14 +246,18 @@ def calibrate_haze(
         d = bmap - bmap[interior].mean()
         return _scale_px(d, interior.astype(float), s_l) * px_um
 
+    wt = np.array(weights) / np.sum(weights)
     maps = [np.fft.ifft2(h).real / np.maximum(norm, 1e-12) for h in spectra]
     scales = np.array([scale_of(mp) for mp in maps])
-    bmap = np.mean(maps, axis=0)
+    bmap = np.tensordot(wt, np.array(maps), axes=1)
     lv = np.array(levels)
     n = len(levels)
+    mean = float((wt * lv).sum())
+    # standard error of the weighted mean (effective number of estimates 1 / sum(wt^2))
+    var = float((wt * (lv - mean) ** 2).sum() / max(1.0 - (wt * wt).sum(), 1e-12))
     return HazeCalibration(
-        level=float(lv.mean()),
-        level_sigma=float(lv.std(ddof=1) / np.sqrt(n)) if n > 1 else nan,
+        level=mean,
+        level_sigma=float(np.sqrt(var * (wt * wt).sum())) if n > 1 else nan,
         scale=scale_of(bmap),
         scale_sigma=float(np.nanstd(scales, ddof=1) / np.sqrt(n)) if n > 1 else nan,
         resolution=float(np.sqrt(_FWHM_LN2) * s_l * px_um),
