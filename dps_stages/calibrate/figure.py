@@ -68,7 +68,8 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
         fontsize=9,
     )
     if hz.map is not None:
-        im = ax[3].imshow(hz.map, cmap="magma")
+        lo, hi = np.percentile(hz.map, [1, 99])  # the map's edges are extrapolated
+        im = ax[3].imshow(hz.map, cmap="magma", vmin=lo, vmax=hi)
         fig.colorbar(im, ax=ax[3], fraction=0.046)
     ax[3].set_title(
         f"haze {100 * hz.level:.1f}±{100 * hz.level_sigma:.1f} % of mean, "
