@@ -1,0 +1,113 @@
+"""All estimates together: :class:`Calibration`, :func:`calibrate`, the Wiener settings and JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..optics import Optics
+from ..sim import SIMParameters, estimate_parameters
+from ._util import as_stack
+from .camera import CameraCalibration, calibrate_camera
+from .haze import HazeCalibration, calibrate_haze
+from .otf import OTFCalibration, calibrate_otf
+
+__all__ = ["Calibration", "calibrate", "calibrated_sim_settings", "write_calibration"]
+
+
+@dataclass
+class Calibration:
+    """Everything :func:`calibrate` estimates from a dataset's raw frames."""
+
+    optics: Optics
+    camera: CameraCalibration
+    pattern: list[SIMParameters]
+    otf: OTFCalibration
+    haze: HazeCalibration
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (figure-only arrays left out)."""
+
+        def strip(obj: Any, drop: tuple[str, ...]) -> dict[str, Any]:
+            d = asdict(obj)
+            return {k: v for k, v in d.items() if k not in drop}
+
+        return {
+            "optics": self.optics.to_dict(),
+            "camera": strip(self.camera, ("points",)),
+            "pattern": [p.to_dict() for p in self.pattern],
+            "otf": strip(self.otf, ("ratio", "radial")),
+            "haze": strip(self.haze, ("map",)),
+            "sim_settings": calibrated_sim_settings(self, self.optics),
+            "seconds": self.seconds,
+        }
+
+
+def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
+    """Camera, pattern, OTF and haze of a dataset from its raw frames (module docstring).
+
+    ``frames``: ``(9, y, x)`` or ``(n, 9, y, x)`` raw 2D-SIM frames in ADU, angle-major.
+    """
+    t0 = time.perf_counter()
+    arr = as_stack(frames)
+    camera = calibrate_camera(arr, optics, seed=seed)
+    params = [estimate_parameters(a, optics) for a in arr]
+    b = camera.offset if np.isfinite(camera.offset) else None
+    otf = calibrate_otf(arr, optics, params, offset=b)
+    haze = calibrate_haze(arr, optics, params, otf, offset=b)
+    return Calibration(
+        optics=optics,
+        camera=camera,
+        pattern=params,
+        otf=otf,
+        haze=haze,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def calibrated_sim_settings(
+    calib: Calibration, optics: Optics | None = None, *, max_rel_sigma: float = 1.0
+) -> dict[str, float]:
+    """Wiener settings of :func:`dps_stages.sim.reconstruct` from a calibration.
+
+    ``otf_decay``: the fitted attenuation ``a``, converted to ``optics`` when its cutoff
+    differs from the calibration's (``a^(f / f_c) = a'^(f / f_c')`` gives ``a' = a^(f_c' /
+    f_c)``). When ``a`` is not determined (nan, or its relative uncertainty ``sigma_a / a``
+    above ``max_rel_sigma``: too little signal in the band overlap) the ideal OTF (1) is kept.
+    Everything else stays at the reconstruction's defaults.
+    """
+    a, s = calib.otf.attenuation, calib.otf.attenuation_sigma
+    if not (np.isfinite(a) and a > 0 and np.isfinite(s) and s / a <= max_rel_sigma):
+        return {"otf_decay": 1.0}
+    a = min(float(a), 1.0)
+    if optics is not None:
+        a = a ** (optics.cutoff / calib.optics.cutoff)
+    return {"otf_decay": float(a)}
+
+
+def write_calibration(path: str | Path, calib: Calibration) -> Path:
+    """Write :meth:`Calibration.to_dict` as JSON (``NaN`` written as null)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, (float, np.floating)):
+            return float(v) if np.isfinite(v) else None
+        if isinstance(v, np.integer):
+            return int(v)
+        return v
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(clean(calib.to_dict()), indent=2) + "\n")
+    tmp.replace(path)
+    return path

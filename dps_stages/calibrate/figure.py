@@ -1,0 +1,83 @@
+"""Figure of a calibration: photon transfer, band ratio, radial spectrum, haze map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..sim import otf_values
+from .core import Calibration
+
+__all__ = ["plot_calibration"]
+
+
+def plot_calibration(calib: Calibration, path: str | Path) -> Path:
+    """Figure: photon transfer (tiles and fit), band ratio against ``a^dq``, radial spectrum
+    against the fitted model, haze map; estimates in the titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cam, otf, hz = calib.camera, calib.otf, calib.haze
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4.2))
+    if cam.points is not None and cam.points.size:
+        mu, var = cam.points
+        ax[0].plot(mu, var, ".", ms=2, alpha=0.4, label="tiles")
+        xs = np.linspace(min(mu.min(), cam.offset), mu.max(), 50)
+        ax[0].plot(xs, cam.gain * xs + cam.intercept, "r-", label="fit")
+        ax[0].axvline(cam.offset, color="k", ls=":", label="offset")
+        ax[0].legend(fontsize=8)
+    ax[0].set(xlabel="tile mean (ADU)", ylabel="noise variance (ADU$^2$)")
+    ax[0].set_title(
+        f"g={cam.gain:.3g}±{cam.gain_sigma:.2g} ADU/e-, b={cam.offset:.4g}±{cam.offset_sigma:.2g}"
+        f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-", fontsize=9
+    )  # fmt: skip
+    if otf.ratio is not None and len(otf.ratio):
+        dq, rr, ss = otf.ratio.T
+        good = ss < 0.5 * np.maximum(np.abs(rr), 1e-3) + 0.5
+        ax[1].errorbar(dq[good], rr[good], ss[good], fmt=".", ms=3, alpha=0.5, elinewidth=0.5)
+        xs = np.linspace(dq.min(), dq.max(), 50)
+        if np.isfinite(otf.attenuation):
+            ax[1].plot(xs, otf.attenuation**xs, "r-", label=f"a^dq, a={otf.attenuation:.3g}")
+        ax[1].plot(xs, np.ones_like(xs), "k:", label="ideal (a=1)")
+        ax[1].set_yscale("log")
+        ax[1].legend(fontsize=8)
+    ax[1].set(xlabel="q1 - q0 (fraction of f_c)", ylabel="R / (m T_ideal)")
+    ax[1].set_title(
+        f"band overlap: a={otf.attenuation:.3g}±{otf.attenuation_sigma:.2g}, "
+        f"m={', '.join(f'{v:.2f}' for v in otf.modulation[:3])}", fontsize=9
+    )  # fmt: skip
+    if otf.radial is not None:
+        qc, prad = otf.radial
+        ax[2].semilogy(qc, prad, "k.", ms=3, label="data (widefield)")
+        ax[2].axhline(otf.noise_floor, color="gray", ls=":", label="noise floor")
+        if np.isfinite(otf.object_slope):
+            qq = qc[(qc > 0.02) & (qc < 1.0)]
+            cut = calib.optics.cutoff_per_pixel
+            for a, lab in ((otf.attenuation, "fit"), (1.0, "ideal OTF, same object")):
+                o = otf_values(qq * cut, 0 * qq, cut, decay=a, pixel=True).astype(float)
+                model = otf.amplitude * qq ** (-otf.object_slope) * o**2 + otf.noise_floor
+                ax[2].semilogy(qq, model, "r-" if lab == "fit" else "b--", label=lab)
+        ax[2].axvline(1.0, color="k", lw=0.5)
+        ax[2].legend(fontsize=8)
+    ax[2].set(xlabel="|f| / f_c", ylabel="power")
+    ax[2].set_title(
+        f"radial spectrum: beta={otf.object_slope:.2f}, support {otf.support_cutoff:.2f} f_c",
+        fontsize=9,
+    )
+    if hz.map is not None:
+        lo, hi = np.percentile(hz.map, [1, 99])  # the map's edges are extrapolated
+        im = ax[3].imshow(hz.map, cmap="magma", vmin=lo, vmax=hi)
+        fig.colorbar(im, ax=ax[3], fraction=0.046)
+    ax[3].set_title(
+        f"haze {100 * hz.level:.1f}±{100 * hz.level_sigma:.1f} % of mean, "
+        f"scale {hz.scale:.2g}±{hz.scale_sigma:.1g} um", fontsize=9
+    )  # fmt: skip
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
