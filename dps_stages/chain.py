@@ -20,7 +20,6 @@ from dps_stages.io import DpsInputError
 log = logging.getLogger("dps.chain")
 
 
-
 def _sim_networks() -> dict[str, str]:
     """The network behind each SIM method, from the registry (imported late: it loads torch,
     which the chain's classical steps do not need)."""
@@ -79,6 +78,11 @@ def restore(
     steps: list[dict[str, Any]] = []
     pixel = optics.pixel_size
     x: Any = image
+    if kind == "raw" and sim_method == "wiener":
+        from dps_stages.calibrate import resolve_sim_settings
+
+        # the OTF attenuation ('auto') fitted to the raw frames, before denoising
+        sim_kw = resolve_sim_settings(sim_kw, np.asarray(image), optics)
     if kind == "raw":
         net, rec = model("denoise", "denoise")
         x = np.asarray(run_network(net, x, tile=tile, denormalise=True))
@@ -88,7 +92,8 @@ def restore(
 
             bg = np.asarray(subtract_background_tiled(x, background_radius))
             x, params = reconstruct_stack(bg, optics, **dict(sim_kw or {}))
-            steps.append({"step": "sim_wiener", "parameters": [p.to_dict() for p in params]})
+            steps.append({"step": "sim_wiener", "settings": sim_kw,
+                          "parameters": [p.to_dict() for p in params]})  # fmt: skip
         elif sim_method in _sim_networks():
             name = _sim_networks()[sim_method]
             net, rec = model(name, name)

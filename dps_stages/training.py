@@ -154,6 +154,19 @@ def _denoised_frames(store: str | Path, denoise_model: str | Path | None) -> lis
     ]
 
 
+def _calibrated_sim_kw(
+    store: str | Path, optics, sim_kw: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Per image and level (the order of :func:`_denoised_frames`): the Wiener settings with
+    the OTF attenuation fitted to that acquisition's raw frames, as the chain's calibrate
+    stage does for a user's acquisition."""
+    from dps_stages.calibrate import resolve_sim_settings
+
+    raw = _simulated(store)[0]["raw"][...]
+    flat = raw.reshape(-1, *raw.shape[2:])
+    return [resolve_sim_settings(sim_kw, f, optics) for f in flat]
+
+
 def _truth_targets(store: str | Path) -> list[np.ndarray]:
     group, attrs = _simulated(store)
     truth = group["truth_2x"][...]
@@ -179,17 +192,19 @@ def sim_reconstructions(
     optics,
     background_radius: float,
     sim_model: str | Path | None = None,
-    sim_kw: dict[str, Any] | None = None,
+    sim_kw: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
 ) -> list[np.ndarray]:
-    """The SIM stage of the chain on denoised frames: Wiener after rolling-ball, or the net."""
+    """The SIM stage of the chain on denoised frames: Wiener after rolling-ball, or the net.
+    ``sim_kw``: the Wiener settings, or one set per stack of ``frames``."""
     if method == "wiener":
         from dps_stages.background import subtract_background
         from dps_stages.sim import reconstruct
 
+        kws = [dict(k) for k in sim_kw] if isinstance(sim_kw, Sequence) else None
         out = []
-        for f in frames:
+        for i, f in enumerate(frames):
             bg = np.stack([subtract_background(x, background_radius) for x in f])
-            out.append(reconstruct(bg, optics, **dict(sim_kw or {}))[0])
+            out.append(reconstruct(bg, optics, **(kws[i] if kws else dict(sim_kw or {})))[0])
         return out
     if method in SIM_NETWORKS:
         from dps_stages.inference import load_model
@@ -214,6 +229,8 @@ def artifact_pairs(
     sim_kw: dict[str, Any] | None = None,
 ) -> Pairs:
     frames = _denoised_frames(store, denoise_model)
+    if method == "wiener" and dict(sim_kw or {}).get("otf_decay", "auto") == "auto":
+        sim_kw = _calibrated_sim_kw(store, optics, sim_kw)
     recon = sim_reconstructions(
         frames,
         method,

@@ -177,23 +177,53 @@ def test_undetermined_attenuation_keeps_the_ideal_otf(attenuated) -> None:
     assert cal.calibrated_sim_settings(noisy, OPTICS) == {"otf_decay": 1.0}
 
 
-def test_cli_writes_json(tmp_path) -> None:
-    import argparse
-
+def test_cli_writes_json_and_figure(tmp_path) -> None:
     import tifffile
 
-    from dps_stages.calibrate_cli import add_parser
+    from dps_stages.cli import main
 
     raw, _ = _acquire(0, a=0.2, photons=200.0, haze=0.3)
     src = tmp_path / "raw.tif"
     tifffile.imwrite(src, np.round(raw).astype(np.uint16))
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(
+    rc = main(
         ["calibrate", str(src), str(tmp_path / "o.json"), "--wavelength", "600", "--na", "1.2",
-         "--pixel-size", "80"]
+         "--pixel-size", "80", "--figure", str(tmp_path / "o.png")]
     )  # fmt: skip
-    args.func(args)
+    assert rc == 0
     d = json.loads((tmp_path / "o.json").read_text())
     assert abs(np.log(d["otf"]["attenuation"] / 0.2)) < np.log(1.3)
-    assert d["optics"]["pixel_size"] == 80.0
+    assert d["optics"]["pixel_size"] == 80.0 and d["determined"] is True
+    assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.json", "o.png", "raw.tif"]
+
+
+def test_cli_small_frames_are_undetermined(tmp_path) -> None:
+    """Frames under 64 px cannot be calibrated: the record says so and the Wiener stage gets
+    the ideal OTF."""
+    import tifffile
+
+    from dps_stages.cli import main
+
+    src = tmp_path / "raw.tif"
+    tifffile.imwrite(src, np.full((9, 32, 32), 100, np.uint16))
+    out = tmp_path / "o.json"
+    assert main(["calibrate", str(src), str(out), "--pixel-size", "65"]) == 0
+    d = json.loads(out.read_text())
+    assert d["determined"] is False and "at least 64 x 64" in d["reason"]
+    assert d["sim_settings"] == {"otf_decay": 1.0}
+    assert cal.resolve_sim_settings({"otf_decay": "auto"}, np.zeros((9, 32, 32)), OPTICS) == {
+        "otf_decay": 1.0
+    }
+    assert cal.resolve_sim_settings({"otf_decay": "auto"}, None, OPTICS, calibration=out) == {
+        "otf_decay": 1.0
+    }
+
+
+def test_auto_otf_decay_is_the_fitted_attenuation() -> None:
+    """``otf_decay="auto"`` (the Wiener stage's default) becomes the attenuation fitted to the
+    frames; a number passes through untouched."""
+    raw, _ = _acquire(0, a=0.2, photons=200.0, haze=0.0)
+    auto = cal.resolve_sim_settings({"otf_decay": "auto", "wiener_factor": 3.0}, raw, OPTICS)
+    assert abs(np.log(auto["otf_decay"] / 0.2)) < np.log(1.3)
+    assert auto["wiener_factor"] == 3.0
+    assert cal.resolve_sim_settings({"otf_decay": 0.5}, raw, OPTICS) == {"otf_decay": 0.5}

@@ -14,7 +14,14 @@ Modules (each documents its model, formula and references):
 """
 
 from .camera import CameraCalibration, calibrate_camera
-from .core import Calibration, calibrate, calibrated_sim_settings, write_calibration
+from .core import (
+    Calibration,
+    calibrate,
+    calibrated_sim_settings,
+    resolve_sim_settings,
+    undetermined,
+    write_calibration,
+)
 from .figure import plot_calibration
 from .haze import HazeCalibration, calibrate_haze
 from .otf import OTFCalibration, calibrate_otf
@@ -30,5 +37,7 @@ __all__ = [
     "calibrate_otf",
     "calibrated_sim_settings",
     "plot_calibration",
+    "resolve_sim_settings",
+    "undetermined",
     "write_calibration",
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+MIN_SIZE = 64  # smallest frame edge the estimators work on (32 px tiles, a radial spectrum)
 NOISE_Q = 1.1  # noise measured beyond this fraction of the OTF cutoff
 MIN_SNR = 10.0  # overlap bins used: zero-band power this many sigma above its noise
 
@@ -16,8 +17,10 @@ def as_stack(frames: Any) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[1] != 9:
         raise ValueError(f"raw 2D-SIM frames must be (9, y, x) or (n, 9, y, x); got {arr.shape}")
-    if arr.shape[2] < 64 or arr.shape[3] < 64:
-        raise ValueError(f"calibration needs frames of at least 64 x 64 pixels; got {arr.shape}")
+    if arr.shape[2] < MIN_SIZE or arr.shape[3] < MIN_SIZE:
+        raise ValueError(
+            f"calibration needs frames of at least {MIN_SIZE} x {MIN_SIZE} pixels; got {arr.shape}"
+        )
     return arr
 
 

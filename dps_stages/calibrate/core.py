@@ -12,12 +12,19 @@ import numpy as np
 
 from ..optics import Optics
 from ..sim import SIMParameters, estimate_parameters
-from ._util import as_stack
+from ._util import MIN_SIZE, as_stack
 from .camera import CameraCalibration, calibrate_camera
 from .haze import HazeCalibration, calibrate_haze
 from .otf import OTFCalibration, calibrate_otf
 
-__all__ = ["Calibration", "calibrate", "calibrated_sim_settings", "write_calibration"]
+__all__ = [
+    "Calibration",
+    "calibrate",
+    "calibrated_sim_settings",
+    "resolve_sim_settings",
+    "undetermined",
+    "write_calibration",
+]
 
 
 @dataclass
@@ -82,16 +89,69 @@ def calibrated_sim_settings(
     above ``max_rel_sigma``: too little signal in the band overlap) the ideal OTF (1) is kept.
     Everything else stays at the reconstruction's defaults.
     """
-    a, s = calib.otf.attenuation, calib.otf.attenuation_sigma
+    return {"otf_decay": _otf_decay(calib.otf, calib.optics, optics, max_rel_sigma)}
+
+
+def _otf_decay(
+    otf: OTFCalibration, fitted: Optics, optics: Optics | None, max_rel_sigma: float = 1.0
+) -> float:
+    """``a`` of ``otf`` on the cutoff of ``optics``; 1 (the ideal OTF) when undetermined."""
+    a, s = otf.attenuation, otf.attenuation_sigma
     if not (np.isfinite(a) and a > 0 and np.isfinite(s) and s / a <= max_rel_sigma):
-        return {"otf_decay": 1.0}
+        return 1.0
     a = min(float(a), 1.0)
     if optics is not None:
-        a = a ** (optics.cutoff / calib.optics.cutoff)
-    return {"otf_decay": float(a)}
+        a = a ** (optics.cutoff / fitted.cutoff)
+    return float(a)
 
 
-def write_calibration(path: str | Path, calib: Calibration) -> Path:
+def resolve_sim_settings(
+    sim_kw: dict[str, Any] | None,
+    frames: Any,
+    optics: Optics,
+    *,
+    calibration: str | Path | None = None,
+) -> dict[str, Any]:
+    """The Wiener settings with ``otf_decay="auto"`` made a number; other values pass through.
+
+    ``auto``: ``sim_settings.otf_decay`` of a calibration JSON (:func:`write_calibration`)
+    when one is given, else the attenuation fitted to ``frames`` themselves (the camera
+    offset, the pattern and :func:`calibrate_otf`, as in :func:`calibrate`; no haze). Frames
+    under ``MIN_SIZE`` pixels cannot be calibrated: the ideal OTF (1), as for any
+    undetermined attenuation.
+    """
+    kw = dict(sim_kw or {})
+    if kw.get("otf_decay", "auto") != "auto":
+        return kw
+    if calibration is not None:
+        kw["otf_decay"] = float(
+            json.loads(Path(calibration).read_text())["sim_settings"]["otf_decay"]
+        )
+        return kw
+    if min(np.shape(frames)[-2:]) < MIN_SIZE:
+        kw["otf_decay"] = 1.0
+        return kw
+    arr = as_stack(frames)
+    camera = calibrate_camera(arr, optics)
+    params = [estimate_parameters(a, optics) for a in arr]
+    offset = camera.offset if np.isfinite(camera.offset) else None
+    kw["otf_decay"] = _otf_decay(calibrate_otf(arr, optics, params, offset=offset), optics, optics)
+    return kw
+
+
+def undetermined(frames_shape: tuple[int, ...], optics: Optics) -> dict[str, Any]:
+    """The calibration record of frames too small to calibrate: every estimate undetermined,
+    the ideal OTF for the Wiener stage."""
+    return {
+        "optics": optics.to_dict(),
+        "determined": False,
+        "reason": f"frames of {frames_shape[-2]} x {frames_shape[-1]} pixels; calibration "
+        f"needs at least {MIN_SIZE} x {MIN_SIZE}",
+        "sim_settings": {"otf_decay": 1.0},
+    }
+
+
+def write_calibration(path: str | Path, calib: Calibration | dict[str, Any]) -> Path:
     """Write :meth:`Calibration.to_dict` as JSON (``NaN`` written as null)."""
 
     def clean(v: Any) -> Any:
@@ -108,6 +168,7 @@ def write_calibration(path: str | Path, calib: Calibration) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(clean(calib.to_dict()), indent=2) + "\n")
+    record = calib if isinstance(calib, dict) else {"determined": True} | calib.to_dict()
+    tmp.write_text(json.dumps(clean(record), indent=2) + "\n")
     tmp.replace(path)
     return path

@@ -7,7 +7,7 @@ stderr and exit status 2, leaving no output behind. Option defaults come from
 
 Modules: :mod:`.common` (shared helpers and option types), :mod:`.stages` (simulate, extract,
 import, background, metrics, figures, export), :mod:`.reconstruct` (sim-reconstruct,
-deconvolve); the network commands live in :mod:`dps_stages.cli_nets`.
+deconvolve), :mod:`.calibrate`; the network commands live in :mod:`dps_stages.cli_nets`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from dps_stages import __version__
-from dps_stages.cli import reconstruct, stages
+from dps_stages.cli import calibrate, reconstruct, stages
 from dps_stages.cli.common import level_key
 from dps_stages.io import DpsInputError
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     stages.add_parsers(sub)
     reconstruct.add_parsers(sub)
+    calibrate.add_parsers(sub)
     cli_nets.add_parsers(sub)
     return parser
 

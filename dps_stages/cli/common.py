@@ -43,6 +43,19 @@ def _wiener(text: str) -> float | str:
     return value
 
 
+def _otf_decay(text: str) -> float | str:
+    """'auto' or an OTF damping a in (0, 1]."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in (0, 1], got {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
     """A finite number > 0."""
     try:

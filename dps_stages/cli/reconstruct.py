@@ -20,6 +20,7 @@ from dps_stages.cli.common import (
     _non_negative,
     _optics,
     _option,
+    _otf_decay,
     _positive,
     _provenance,
     _psf_for,
@@ -41,8 +42,9 @@ def add_wiener_options(p) -> None:
             help="Wiener parameter w, or 'auto': wiener-factor x the measured noise-to-signal "
             "ratio")  # fmt: skip
     _option(p, "--wiener-factor", key="sim.wiener_factor", type=_positive)
-    _option(p, "--otf-decay", key="sim.otf_decay", type=_positive,
-            help="damping a of the model OTF (a**q, fairSIM's; 1: ideal)")  # fmt: skip
+    _option(p, "--otf-decay", key="sim.otf_decay", type=_otf_decay,
+            help="damping a of the model OTF (a**q, fairSIM's; 1: ideal); 'auto': fitted to "
+            "the frames (dps calibrate), or taken from --calibration")  # fmt: skip
     _option(p, "--local-wiener", key="sim.local_wiener", type=_non_negative,
             help="local noise suppression of the background grain (Lee 1980); 0: off")  # fmt: skip
 
@@ -57,7 +59,17 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float32)
     io.check_finite(raw, args.input)
     optics = _optics(args, meta)
-    images, params = reconstruct_stack(raw, optics, **wiener_kw(args))
+    kw = wiener_kw(args)
+    if kw["otf_decay"] == "auto":
+        from dps_stages.calibrate import resolve_sim_settings
+
+        try:
+            kw = resolve_sim_settings(kw, raw, optics, calibration=args.calibration)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            where = args.calibration or args.input
+            raise io.DpsInputError(f"{where}: no OTF attenuation: {exc}") from exc
+        log.info("OTF attenuation a = %.4g (%s)", kw["otf_decay"], args.calibration or "fitted")
+    images, params = reconstruct_stack(raw, optics, **kw)
     for i, p in enumerate(params):
         log.info("image %d: estimated %s", i, json.dumps(p.to_dict()))
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
@@ -67,6 +79,7 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
             "stage": args.stage or "sim_wiener",
             "pixel_size": optics.pixel_size / 2,
             "sim_parameters": [p.to_dict() for p in params],
+            "sim_settings": kw,
             "optics": optics.to_dict(),
         }
     )
@@ -105,6 +118,9 @@ def add_parsers(sub) -> None:
     p.add_argument("input", type=Path, help="raw frames: (9, y, x) or (n, 9, y, x)")
     p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif (2x grid)")
     add_wiener_options(p)
+    p.add_argument("--calibration", type=Path,
+                   help="calibration JSON (dps calibrate) giving the OTF attenuation when "
+                   "--otf-decay is auto; default: fitted to the input frames")  # fmt: skip
     p.add_argument("--stage", help="name recorded in the output's attributes")
     _add_optics(p)
     p.set_defaults(func=cmd_sim_reconstruct)

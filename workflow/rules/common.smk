@@ -386,6 +386,8 @@ def all_outputs():
         ]
         for level in levels(ds):
             out.append(f"{RESULTS}/{ds}/{level}/stages.png")
+            if input_kind(ds) == "raw":
+                out.append(f"{RESULTS}/{ds}/{level}/calibration.png")
             if input_kind(ds) != "sim":
                 out.append(f"{RESULTS}/{ds}/{level}/psf/identified.png")
             for stage in final_stages(ds):

@@ -1,10 +1,40 @@
-# Classical reconstruction: Wiener 2D-SIM (parameters estimated from the frames),
-# Richardson-Lucy and sparse-Hessian deconvolution. The pixel size comes with the input.
+# Calibration of each raw acquisition, classical reconstruction: Wiener 2D-SIM (pattern
+# estimated from the frames, OTF attenuation from the calibration), Richardson-Lucy and
+# sparse-Hessian deconvolution. The pixel size comes with the input.
+
+
+rule calibrate:
+    input:
+        lambda w: stage_path(w.ds, w.level, "raw"),
+    output:
+        json=f"{RESULTS}/{{ds}}/{{level}}/calibration.json",
+        figure=report(
+            f"{RESULTS}/{{ds}}/{{level}}/calibration.png",
+            caption="../report/calibration.rst",
+            category="Calibration",
+            subcategory="{ds}",
+            labels={"dataset": "{ds}", "level": "{level}"},
+        ),
+    log:
+        f"{RESULTS}/logs/{{ds}}/calibrate_{{level}}.log",
+    params:
+        wavelength=lambda w: optics(w.ds)["wavelength"],
+        na=lambda w: optics(w.ds)["na"],
+        modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
+        seed=config["seed"],
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps calibrate {input:q} {output.json:q} --figure {output.figure:q} "
+        "--wavelength {params.wavelength:q} --na {params.na:q} "
+        "--modulation-factor {params.modulation_factor:q} --seed {params.seed:q} "
+        "> {log:q} 2>&1"
 
 
 rule sim_reconstruct:
     input:
-        lambda w: stage_path(w.ds, w.level, SIM_WIENER[w.wiener_stage]),
+        frames=lambda w: stage_path(w.ds, w.level, SIM_WIENER[w.wiener_stage]),
+        calibration=f"{RESULTS}/{{ds}}/{{level}}/calibration.json",
     output:
         directory(f"{RESULTS}/{{ds}}/{{level}}/{{wiener_stage}}.zarr"),
     log:
@@ -22,7 +52,8 @@ rule sim_reconstruct:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps sim-reconstruct {input:q} {output:q} --wiener {params.wiener:q} "
+        "dps sim-reconstruct {input.frames:q} {output:q} --calibration {input.calibration:q} "
+        "--wiener {params.wiener:q} "
         "--wiener-factor {params.wiener_factor:q} --otf-decay {params.otf_decay:q} "
         "--local-wiener {params.local_wiener:q} --wavelength {params.wavelength:q} "
         "--na {params.na:q} --modulation-factor {params.modulation_factor:q} "

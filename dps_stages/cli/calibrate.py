@@ -1,0 +1,83 @@
+"""``dps calibrate RAW OUT.json``: camera, pattern, OTF and haze from a dataset's raw frames."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dps_stages.cli.common import _add_optics, _optics
+
+log = logging.getLogger("dps")
+
+
+def _note_figure(path: Path, text: str) -> None:
+    """A figure that says why there is no calibration to show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    """Calibrate from the raw frames; write the JSON (and the figure) atomically."""
+    from dps_stages import io
+    from dps_stages.calibrate import calibrate, plot_calibration, undetermined, write_calibration
+    from dps_stages.calibrate._util import MIN_SIZE
+
+    if args.figure is not None and Path(args.figure).resolve() == Path(args.output).resolve():
+        raise io.DpsInputError(f"{args.figure}: the figure and the JSON must differ")
+    arr, meta = io.read_image(args.input)
+    raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float64)
+    io.check_finite(raw, args.input)
+    optics = _optics(args, meta)
+    if min(raw.shape[-2:]) < MIN_SIZE:
+        # too small to calibrate (a test image, a tiny crop): say so; the Wiener stage then
+        # keeps the ideal OTF, as for any undetermined attenuation
+        record = undetermined(raw.shape, optics)
+        log.warning("%s: %s; the ideal OTF is used", args.input, record["reason"])
+        if args.figure is not None:
+            with io.atomic_path(args.figure) as tmp:
+                _note_figure(tmp, f"{args.input}: not calibrated: {record['reason']}")
+        write_calibration(args.output, record)
+        return
+    try:
+        calib = calibrate(raw, optics, seed=args.seed)
+    except ValueError as exc:
+        raise io.DpsInputError(f"{args.input}: {exc}") from exc
+    if args.figure is not None:
+        with io.atomic_path(args.figure) as tmp:
+            plot_calibration(calib, tmp)
+    write_calibration(args.output, calib)
+    log.info(
+        "calibration of %s: gain %.3g ADU/e-, offset %.4g ADU, read noise %.3g e-, "
+        "OTF attenuation %.3g, haze %.2g",
+        args.input,
+        calib.camera.gain,
+        calib.camera.offset,
+        calib.camera.read_noise,
+        calib.otf.attenuation,
+        calib.haze.level,
+    )
+
+
+def add_parsers(sub) -> None:
+    """The ``calibrate`` subcommand."""
+    p = sub.add_parser(
+        "calibrate",
+        help="camera gain/offset/read noise, SIM pattern, OTF attenuation and haze from raw frames",
+    )
+    p.add_argument("input", type=Path, help="raw frames: (9, y, x) or (n, 9, y, x), in ADU")
+    p.add_argument("output", type=Path, help="calibration JSON")
+    p.add_argument("--figure", type=Path, help="PNG of the estimates and fits")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    _add_optics(p)
+    p.set_defaults(func=cmd_calibrate)
