@@ -241,14 +241,18 @@ def dbpn_pairs_simulated(
     """Images for self-supervised Res-U-DBPN training without a user's data: the truth of
     ``grid`` (``2x``: SIM-like with the srPSF; ``1x``: widefield-like with the Airy PSF)
     blurred with ``psf``, with photon noise at each of the split's signal levels."""
-    from scipy.signal import fftconvolve
+    from dps_stages.physics import Blur
 
     group, attrs = _simulated(store)
     truth = group[f"truth_{grid}"][...]
     rng = np.random.default_rng([seed, NET_IDS["resudbpn"]])
+    # zero continuation (``fftconvolve(mode="same")``); a zero row / column in front of an even
+    # axis puts the centre where ``mode="same"`` has it (index ``k // 2 - 1`` of an even axis)
+    psf = np.asarray(psf)
+    blur = Blur(np.pad(psf, [(1 - k % 2, 0) for k in psf.shape]), boundary="zero")
     inputs = []
     for i in range(truth.shape[0]):
-        blurred = np.clip(fftconvolve(truth[i], psf, mode="same"), 0, None)
+        blurred = np.clip(blur(truth[i]), 0, None)
         blurred /= max(float(blurred.max()), 1e-12)
         for photons in attrs["levels"]:
             noisy = rng.poisson(blurred * photons).astype(np.float32)

@@ -85,6 +85,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+from dps_stages.physics import Blur
 
 __all__ = [
     "ADDB",
@@ -367,16 +368,9 @@ class OIDN(nn.Module):
         self.psf_module.set_from(init_psf)
 
     def degrade(self, obj: Tensor) -> Tensor:
-        """Object plane to image plane: ``h * o`` per channel, same size (mirror-padded)."""
-        h = self.psf().to(obj.dtype)
-        pad = h.shape[-1] // 2
-        n, c, hgt, wid = obj.shape
-        flat = obj.reshape(n * c, 1, hgt, wid)
-        if pad:
-            mode = "reflect" if pad < hgt and pad < wid else "replicate"
-            flat = F.pad(flat, (pad, pad, pad, pad), mode=mode)
-        # h is symmetric under flips, so correlation is convolution
-        return F.conv2d(flat, h[None, None]).reshape(n, c, hgt, wid)
+        """Object plane to image plane: ``h * o`` per channel, same size (mirror-padded,
+        :class:`~dps_stages.physics.Blur` with ``boundary="reflect"``)."""
+        return Blur(self.psf().to(obj.dtype), boundary="reflect")(obj)
 
     # ------------------------------------------------------------------ forward
 
