@@ -84,6 +84,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dps_stages import pairs
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 from dps_stages.physics import Blur
 
@@ -398,9 +399,7 @@ class OIDN(nn.Module):
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """The SIM network's pairs: denoised frames -> 2x ground truth."""
-    from dps_stages.training import sim_pairs
-
-    return sim_pairs(path, ctx.args.denoise_model)
+    return pairs.sim_pairs(path, ctx.args.denoise_model, restore=ctx.restore)
 
 
 def _loss(ctx: TrainContext) -> Any:
