@@ -30,11 +30,8 @@ import numpy as np
 import torch
 
 from dps_stages.io import DpsInputError
+from dps_stages.normalise import NORM_PERCENTILES, normalise, percentile_range  # noqa: F401
 
-#: intensity percentiles of the input normalisation
-NORM_PERCENTILES = (0.1, 99.9)
-#: above this many pixels per image the percentiles come from a regular sub-sample
-_PERCENTILE_SAMPLES = 4_000_000
 MODEL_FILE = "model.pt"
 RECORD_FILE = "record.json"
 
@@ -47,24 +44,6 @@ def select_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DpsInputError(f"device {device!r} asked for, but no CUDA GPU is visible")
     return dev
-
-
-def percentile_range(image: np.ndarray | da.Array) -> tuple[float, float]:
-    """The normalisation's (p_lo, p_hi) over all pixels of ``image`` (any shape)."""
-    step = 1
-    n = int(np.prod(image.shape))
-    if n > _PERCENTILE_SAMPLES:
-        step = int(np.ceil(np.sqrt(n / _PERCENTILE_SAMPLES)))
-    sample = image[..., ::step, ::step]
-    values = np.asarray(sample, dtype=np.float64).ravel()
-    lo, hi = np.percentile(values, NORM_PERCENTILES)
-    if not hi > lo:  # a flat image: unit range, so that it maps to a constant
-        hi = lo + 1.0
-    return float(lo), float(hi)
-
-
-def normalise(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return ((np.asarray(x, dtype=np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,6 +98,17 @@ def load_model(
     record["model_sha256"] = model_digest(file)
     record["model_file"] = str(file)
     return model, record
+
+
+def restore_with(
+    path: str | Path, stack: np.ndarray, *, expect: str, denormalise: bool = False
+) -> list[np.ndarray]:
+    """The model of ``path`` (a ``expect`` network) on every image of ``stack``, whole images
+    (:func:`load_model`, then :func:`restore_stack` without tiles), computed: the model runner
+    that :mod:`dps_stages.pairs` is handed to build training data from another network."""
+    model, _ = load_model(path, expect=expect)
+    outs = restore_stack(model, stack, tile=None, denormalise=denormalise, progress=False)
+    return [np.asarray(o) for o in outs]
 
 
 # --------------------------------------------------------------------------------------------

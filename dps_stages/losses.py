@@ -49,6 +49,7 @@ from pytorch_msssim import ssim as _msssim_ssim
 from torch import Tensor, nn
 
 from dps_stages.nets.vgg import LAYER_INDEX, load_vgg16
+from dps_stages.physics import Binning, Blur
 
 __all__ = [
     "NINE_LAYERS",
@@ -232,9 +233,10 @@ def reblur_to_input(x: Tensor, psf: Tensor | np.ndarray, scale: int = 2) -> Tens
     or ``(1, 1, ky, kx)``, odd sizes, normalised here to unit sum; a true convolution, the
     kernel is flipped), the image continued by mirror reflection over ``ky // 2``,
     ``kx // 2`` pixels (edge replication when the image is not larger than that), then
-    binned by ``S_s``, the mean over ``s x s`` blocks (``avg_pool2d``, the binning of
-    :func:`dps_stages.simulate.bin_image`). Output ``(N, C, H, W)``. A unit-sum PSF and block
-    means keep the flux per unit area: ``s^2 sum S_s(h * x) = sum x`` away from the edges.
+    binned by ``S_s``, the mean over ``s x s`` blocks: :class:`~dps_stages.physics.Blur`
+    (``boundary="reflect"``) then :class:`~dps_stages.physics.Binning`. Output
+    ``(N, C, H, W)``. A unit-sum PSF and block means keep the flux per unit area:
+    ``s^2 sum S_s(h * x) = sum x`` away from the edges.
     """
     if x.ndim != 4:
         raise ValueError(f"expected (N, C, H, W); got {tuple(x.shape)}")
@@ -243,14 +245,8 @@ def reblur_to_input(x: Tensor, psf: Tensor | np.ndarray, scale: int = 2) -> Tens
     n, c, hgt, wid = x.shape
     if hgt % scale or wid % scale:
         raise ValueError(f"image size {(hgt, wid)} is not a multiple of scale {scale}")
-    h = _psf_kernel(psf).to(device=x.device, dtype=x.dtype).flip(-2, -1)
-    py, px = h.shape[-2] // 2, h.shape[-1] // 2
-    mode = "reflect" if py < hgt and px < wid else "replicate"
-    flat = x.reshape(n * c, 1, hgt, wid)
-    if py or px:
-        flat = F.pad(flat, (px, px, py, py), mode=mode)
-    blurred = F.conv2d(flat, h).reshape(n, c, hgt, wid)
-    return F.avg_pool2d(blurred, kernel_size=scale) if scale > 1 else blurred
+    h = _psf_kernel(psf).to(device=x.device, dtype=x.dtype)[0, 0]
+    return Binning(scale)(Blur(h, boundary="reflect")(x))
 
 
 # --------------------------------------------------------------------------- loss modules

@@ -1,17 +1,8 @@
-"""Training the DPS networks: data pairs, a seeded patch sampler, checkpoints, loss history.
+"""Training the DPS networks: the loop, checkpoints, loss history, the model folder.
 
-Each network learns from pairs built out of a simulated split (``dps simulate``), normalised
-exactly as :mod:`dps_stages.inference` normalises at run time (input percentiles 0.1/99.9):
-
-* ``denoise``: the 9 noisy raw frames of every image and signal level -> their expected value
-  ``E[y] = g gamma x + b`` (the noise-free frames in the camera's units), normalised with the
-  noisy input's percentiles, so that the output maps back to ADU.
-* ``sim``: the denoised frames (the ``denoise`` model's output when given, else the
-  noise-free frames) -> the 2x ground truth scaled to a 99.9 percentile of 1.
-* ``artifact``: the SIM reconstruction the chain feeds it (Wiener on the background-removed
-  denoised frames, or the ``sim`` network's output) -> the same 2x ground truth.
-* ``resudbpn``: no ground truth. Simulated SIM-like images, the 2x ground truth blurred with
-  the srPSF and photon noise at each signal level; or a user's own SIM images.
+The pairs each network learns from are built in :mod:`dps_stages.pairs` (re-exported here,
+with :func:`sim_pairs` and :func:`dbpn_pairs_simulated` bound to the networks of
+:mod:`dps_stages.nets.registry`).
 
 The loop (Adam, cosine-decayed learning rate) draws random patches with random dihedral
 flips from a generator seeded by the config's seed, saves a checkpoint (weights, optimiser,
@@ -30,8 +21,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,301 +30,52 @@ import numpy as np
 import torch
 
 from dps_stages import io
-from dps_stages.inference import (
-    MODEL_FILE,
-    RECORD_FILE,
-    normalise,
-    percentile_range,
-    restore_stack,
-    save_model,
-)
+from dps_stages.inference import MODEL_FILE, RECORD_FILE, restore_with, save_model
 from dps_stages.io import DpsInputError
 from dps_stages.nets.registry import NET_IDS, SIM_NETWORKS
+from dps_stages.pairs import (
+    TARGET_PERCENTILE,
+    Pairs,
+    PatchSampler,
+    dbpn_pairs_images,
+    denoise_pairs,
+    normalise_input,
+    normalise_target,
+)
+from dps_stages.pairs import dbpn_pairs_simulated as _dbpn_pairs_simulated
+from dps_stages.pairs import sim_pairs as _sim_pairs
 
 __all__ = [
     "NET_IDS",
     "SIM_NETWORKS",
+    "TARGET_PERCENTILE",
     "PatchSampler",
     "Pairs",
     "TrainSettings",
-    "artifact_pairs",
     "dbpn_pairs_images",
     "dbpn_pairs_simulated",
     "denoise_pairs",
     "load_checkpoint",
+    "normalise_input",
+    "normalise_target",
     "sim_pairs",
     "train",
 ]
 
 log = logging.getLogger("dps.train")
 
-TARGET_PERCENTILE = 99.9
-
-
-@dataclass
-class Pairs:
-    """Training examples: inputs (C, y, x) and targets (C', s y, s x), or no targets."""
-
-    inputs: list[np.ndarray]
-    targets: list[np.ndarray] | None
-    scale: int
-    description: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def sampler(self, patch: int, multiple: int, rng: np.random.Generator) -> PatchSampler:
-        return PatchSampler(self, patch, multiple, rng)
-
-    def validation(self, multiple: int, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return _validation_batch(self, multiple, size)
-
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for arrs in (self.inputs, self.targets or []):
-            for a in arrs:
-                h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-        return h.hexdigest()[:16]
-
-
-def normalise_input(x: np.ndarray) -> np.ndarray:
-    return normalise(x, *percentile_range(x))
-
-
-def normalise_target(truth: np.ndarray) -> np.ndarray:
-    """Ground truth scaled so that its 99.9 percentile is 1 (its zero stays zero)."""
-    top = float(np.percentile(truth, TARGET_PERCENTILE))
-    return (np.asarray(truth, np.float32) / (top if top > 0 else 1.0)).astype(np.float32)
-
-
-def _noise(attrs: dict[str, Any]) -> tuple[float, float]:
-    """(gain, offset) of a simulated split's camera."""
-    p = attrs.get("noise") or attrs.get("dps", {}).get("parameters", {})
-    return float(p.get("gain", 1.0)), float(p.get("offset", 0.0))
-
-
-def _simulated(store: str | Path) -> tuple[Any, dict[str, Any]]:
-    group = io.open_group(store)
-    for key in ("raw", "raw_clean", "truth_2x"):
-        if key not in group:
-            raise DpsInputError(f"{store}: not a simulated split (no array {key!r})")
-    return group, dict(group.attrs)
-
-
-def denoise_pairs(store: str | Path) -> Pairs:
-    group, attrs = _simulated(store)
-    gain, offset = _noise(attrs)
-    raw, clean = group["raw"][...], group["raw_clean"][...]
-    inputs, targets = [], []
-    for n in range(raw.shape[0]):
-        for li, photons in enumerate(attrs["levels"]):
-            noisy = raw[n, li]
-            expected = gain * photons * clean[n] + offset
-            lo, hi = percentile_range(noisy)
-            inputs.append(normalise(noisy, lo, hi))
-            targets.append(normalise(expected, lo, hi))
-    return Pairs(inputs, targets, 1, {"store": str(store), "levels": attrs["levels"]})
-
-
-def _denoised_frames(store: str | Path, denoise_model: str | Path | None) -> list[np.ndarray]:
-    """Per image and level: 9 frames as the SIM stage sees them (ADU, offset included)."""
-    from dps_stages.inference import load_model
-
-    group, attrs = _simulated(store)
-    raw = group["raw"][...]
-    n, nl = raw.shape[:2]
-    if denoise_model is None:
-        gain, offset = _noise(attrs)
-        clean = group["raw_clean"][...]
-        return [gain * photons * clean[i] + offset for i in range(n) for photons in attrs["levels"]]
-    model, _ = load_model(denoise_model, expect="denoise")
-    flat = raw.reshape(n * nl, *raw.shape[2:])
-    return [
-        np.asarray(out)
-        for out in restore_stack(model, flat, tile=None, denormalise=True, progress=False)
-    ]
-
-
-def _calibrated_sim_kw(
-    store: str | Path, optics, sim_kw: dict[str, Any] | None
-) -> list[dict[str, Any]]:
-    """Per image and level (the order of :func:`_denoised_frames`): the Wiener settings with
-    the OTF attenuation fitted to that acquisition's raw frames, as the chain's calibrate
-    stage does for a user's acquisition."""
-    from dps_stages.calibrate import resolve_sim_settings
-
-    raw = _simulated(store)[0]["raw"][...]
-    flat = raw.reshape(-1, *raw.shape[2:])
-    return [resolve_sim_settings(sim_kw, f, optics) for f in flat]
-
-
-def _truth_targets(store: str | Path) -> list[np.ndarray]:
-    group, attrs = _simulated(store)
-    truth = group["truth_2x"][...]
-    return [
-        normalise_target(truth[i])[None] for i in range(truth.shape[0]) for _ in attrs["levels"]
-    ]
-
 
 def sim_pairs(store: str | Path, denoise_model: str | Path | None = None) -> Pairs:
-    frames = _denoised_frames(store, denoise_model)
-    return Pairs(
-        [normalise_input(f) for f in frames],
-        _truth_targets(store),
-        2,
-        {"store": str(store), "denoise_model": str(denoise_model) if denoise_model else None},
-    )
-
-
-def sim_reconstructions(
-    frames: Sequence[np.ndarray],
-    method: str,
-    *,
-    optics,
-    background_radius: float,
-    sim_model: str | Path | None = None,
-    sim_kw: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
-) -> list[np.ndarray]:
-    """The SIM stage of the chain on denoised frames: Wiener after rolling-ball, or the net.
-    ``sim_kw``: the Wiener settings, or one set per stack of ``frames``."""
-    if method == "wiener":
-        from dps_stages.background import subtract_background
-        from dps_stages.sim import reconstruct
-
-        kws = [dict(k) for k in sim_kw] if isinstance(sim_kw, Sequence) else None
-        out = []
-        for i, f in enumerate(frames):
-            bg = np.stack([subtract_background(x, background_radius) for x in f])
-            out.append(reconstruct(bg, optics, **(kws[i] if kws else dict(sim_kw or {})))[0])
-        return out
-    if method in SIM_NETWORKS:
-        from dps_stages.inference import load_model
-
-        if sim_model is None:
-            raise DpsInputError(f"the artifact network on {method!r} SIM needs --sim-model")
-        model, _ = load_model(sim_model, expect=SIM_NETWORKS[method])
-        return [
-            np.asarray(o) for o in restore_stack(model, np.stack(frames), tile=None, progress=False)
-        ]
-    raise DpsInputError(f"unknown SIM method {method!r}; expected wiener, dps or oidn")
-
-
-def artifact_pairs(
-    store: str | Path,
-    *,
-    optics,
-    method: str = "wiener",
-    denoise_model: str | Path | None = None,
-    sim_model: str | Path | None = None,
-    background_radius: float = 50.0,
-    sim_kw: dict[str, Any] | None = None,
-) -> Pairs:
-    frames = _denoised_frames(store, denoise_model)
-    if method == "wiener" and dict(sim_kw or {}).get("otf_decay", "auto") == "auto":
-        sim_kw = _calibrated_sim_kw(store, optics, sim_kw)
-    recon = sim_reconstructions(
-        frames,
-        method,
-        optics=optics,
-        background_radius=background_radius,
-        sim_model=sim_model,
-        sim_kw=sim_kw,
-    )
-    return Pairs(
-        [normalise_input(r)[None] for r in recon],
-        _truth_targets(store),
-        1,
-        {
-            "store": str(store),
-            "sim_method": method,
-            "denoise_model": str(denoise_model) if denoise_model else None,
-            "sim_model": str(sim_model) if sim_model else None,
-        },
-    )
+    """:func:`dps_stages.pairs.sim_pairs`, the denoise model run by
+    :func:`~dps_stages.inference.restore_with`."""
+    return _sim_pairs(store, denoise_model, restore=restore_with)
 
 
 def dbpn_pairs_simulated(
     store: str | Path, psf: np.ndarray, seed: int, *, grid: str = "2x"
 ) -> Pairs:
-    """Images for self-supervised Res-U-DBPN training without a user's data: the truth of
-    ``grid`` (``2x``: SIM-like with the srPSF; ``1x``: widefield-like with the Airy PSF)
-    blurred with ``psf``, with photon noise at each of the split's signal levels."""
-    from scipy.signal import fftconvolve
-
-    group, attrs = _simulated(store)
-    truth = group[f"truth_{grid}"][...]
-    rng = np.random.default_rng([seed, NET_IDS["resudbpn"]])
-    inputs = []
-    for i in range(truth.shape[0]):
-        blurred = np.clip(fftconvolve(truth[i], psf, mode="same"), 0, None)
-        blurred /= max(float(blurred.max()), 1e-12)
-        for photons in attrs["levels"]:
-            noisy = rng.poisson(blurred * photons).astype(np.float32)
-            inputs.append(normalise_input(noisy)[None])
-    return Pairs(inputs, None, 2, {"store": str(store), "kind": f"truth_{grid} * PSF + noise"})
-
-
-def dbpn_pairs_images(path: str | Path) -> Pairs:
-    """A user's own SIM images (any size), for self-supervised Res-U-DBPN training."""
-    arr, _ = io.read_image(path)
-    images = np.asarray(io.as_image_stack(arr, path), dtype=np.float32)
-    io.check_finite(images, path)
-    return Pairs([normalise_input(im)[None] for im in images], None, 2, {"images": str(path)})
-
-
-# --------------------------------------------------------------------------------------------
-# sampler and loop
-
-
-class PatchSampler:
-    """Random patches (with random dihedral flips) from :class:`Pairs`, seeded."""
-
-    def __init__(self, pairs: Pairs, patch: int, multiple: int, rng: np.random.Generator):
-        self.pairs, self.rng = pairs, rng
-        smallest = min(min(x.shape[-2:]) for x in pairs.inputs)
-        self.patch = max(multiple, min(patch, smallest) // multiple * multiple)
-        if self.patch > smallest:
-            raise DpsInputError(
-                f"training images of {smallest} px are smaller than the network's "
-                f"multiple {multiple}"
-            )
-
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        xs, ys = [], []
-        p, s = self.patch, self.pairs.scale
-        for _ in range(size):
-            i = int(self.rng.integers(len(self.pairs)))
-            x = self.pairs.inputs[i]
-            y0 = int(self.rng.integers(x.shape[-2] - p + 1))
-            x0 = int(self.rng.integers(x.shape[-1] - p + 1))
-            k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
-            xs.append(_dihedral(x[..., y0 : y0 + p, x0 : x0 + p], k, flip))
-            if self.pairs.targets is not None:
-                t = self.pairs.targets[i][..., s * y0 : s * (y0 + p), s * x0 : s * (x0 + p)]
-                ys.append(_dihedral(t, k, flip))
-        x = torch.from_numpy(np.stack(xs))
-        return x, (torch.from_numpy(np.stack(ys)) if ys else None)
-
-
-def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    a = np.rot90(a, k, axes=(-2, -1))
-    return np.ascontiguousarray(a[..., ::-1] if flip else a)
-
-
-def _validation_batch(pairs: Pairs, multiple: int, size: int, limit: int = 8):
-    """Fixed centre crops of up to ``limit`` validation examples."""
-    idx = np.linspace(0, len(pairs) - 1, min(limit, len(pairs))).round().astype(int)
-    smallest = min(min(pairs.inputs[i].shape[-2:]) for i in idx)
-    p = max(multiple, min(size, smallest) // multiple * multiple)
-    s = pairs.scale
-    xs, ys = [], []
-    for i in idx:
-        x = pairs.inputs[i]
-        y0, x0 = (x.shape[-2] - p) // 2, (x.shape[-1] - p) // 2
-        xs.append(x[..., y0 : y0 + p, x0 : x0 + p])
-        if pairs.targets is not None:
-            ys.append(pairs.targets[i][..., s * y0 : s * (y0 + p), s * x0 : s * (x0 + p)])
-    return torch.from_numpy(np.stack(xs)), (torch.from_numpy(np.stack(ys)) if ys else None)
+    """:func:`dps_stages.pairs.dbpn_pairs_simulated` with Res-U-DBPN's noise stream."""
+    return _dbpn_pairs_simulated(store, psf, seed, grid=grid, stream=NET_IDS["resudbpn"])
 
 
 @dataclass

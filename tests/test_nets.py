@@ -443,7 +443,8 @@ def test_resudbpn_output_is_non_negative():
 
 def test_registry_is_the_one_list_of_names():
     """Every list of network names derives from the registry; ids are unique seeds."""
-    from dps_stages import chain, cli_nets, training
+    from dps_stages import chain, training
+    from dps_stages.cli import nets as cli_nets
     from dps_stages.nets import registry
 
     names = registry.NAMES

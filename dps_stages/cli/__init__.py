@@ -7,7 +7,8 @@ stderr and exit status 2, leaving no output behind. Option defaults come from
 
 Modules: :mod:`.common` (shared helpers and option types), :mod:`.stages` (simulate, extract,
 import, background, metrics, figures, export), :mod:`.reconstruct` (sim-reconstruct,
-deconvolve), :mod:`.calibrate`; the network commands live in :mod:`dps_stages.cli_nets`.
+deconvolve), :mod:`.calibrate`, :mod:`.nets` (train, identify-psf, restore, the chain's network
+stages).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = ["build_parser", "level_key", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dps`` parser with every subcommand."""
-    from dps_stages import cli_nets
+    from dps_stages.cli import nets as net_commands  # imports torch only when called
 
     parser = argparse.ArgumentParser(
         prog="dps", description="dps: DPS-framework restoration of fluorescence microscopy images."
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_parsers(sub)
     reconstruct.add_parsers(sub)
     calibrate.add_parsers(sub)
-    cli_nets.add_parsers(sub)
+    net_commands.add_parsers(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
@@ -26,11 +27,9 @@ class ArtifactNet(ResUNet):
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """The chain's SIM reconstruction -> the 2x ground truth
-    (:func:`dps_stages.training.artifact_pairs`)."""
-    from dps_stages.training import artifact_pairs
-
+    (:func:`dps_stages.pairs.artifact_pairs`)."""
     a = ctx.args
-    return artifact_pairs(
+    return pairs.artifact_pairs(
         path,
         optics=ctx.optics,
         method=a.sim_method,
@@ -38,6 +37,8 @@ def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
         sim_model=a.sim_model,
         background_radius=a.background_radius,
         sim_kw=ctx.sim_kw,
+        restore=ctx.restore,
+        sim_networks=ctx.sim_networks,
     )
 
 

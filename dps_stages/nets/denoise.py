@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
@@ -29,10 +30,8 @@ class DenoiseNet(ResUNet):
 
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
-    """Noisy frames -> their expected value (:func:`dps_stages.training.denoise_pairs`)."""
-    from dps_stages.training import denoise_pairs
-
-    return denoise_pairs(path)
+    """Noisy frames -> their expected value (:func:`dps_stages.pairs.denoise_pairs`)."""
+    return pairs.denoise_pairs(path)
 
 
 def _loss(ctx: TrainContext) -> Any:

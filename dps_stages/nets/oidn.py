@@ -84,7 +84,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dps_stages import pairs
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+from dps_stages.physics import Blur
 
 __all__ = [
     "ADDB",
@@ -367,16 +369,9 @@ class OIDN(nn.Module):
         self.psf_module.set_from(init_psf)
 
     def degrade(self, obj: Tensor) -> Tensor:
-        """Object plane to image plane: ``h * o`` per channel, same size (mirror-padded)."""
-        h = self.psf().to(obj.dtype)
-        pad = h.shape[-1] // 2
-        n, c, hgt, wid = obj.shape
-        flat = obj.reshape(n * c, 1, hgt, wid)
-        if pad:
-            mode = "reflect" if pad < hgt and pad < wid else "replicate"
-            flat = F.pad(flat, (pad, pad, pad, pad), mode=mode)
-        # h is symmetric under flips, so correlation is convolution
-        return F.conv2d(flat, h[None, None]).reshape(n, c, hgt, wid)
+        """Object plane to image plane: ``h * o`` per channel, same size (mirror-padded,
+        :class:`~dps_stages.physics.Blur` with ``boundary="reflect"``)."""
+        return Blur(self.psf().to(obj.dtype), boundary="reflect")(obj)
 
     # ------------------------------------------------------------------ forward
 
@@ -404,9 +399,7 @@ class OIDN(nn.Module):
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """The SIM network's pairs: denoised frames -> 2x ground truth."""
-    from dps_stages.training import sim_pairs
-
-    return sim_pairs(path, ctx.args.denoise_model)
+    return pairs.sim_pairs(path, ctx.args.denoise_model, restore=ctx.restore)
 
 
 def _loss(ctx: TrainContext) -> Any:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dps_stages import pairs
 from dps_stages.nets.blocks import (
     DownProjection,
     LocalNet,
@@ -185,15 +186,13 @@ def loss_psf(ctx: TrainContext, pixel_size: float) -> tuple[np.ndarray, dict[str
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """Self-supervised: simulated SIM-like (``--psf sr``, 2x grid) or widefield-like images
     (camera grid) with photon noise, or a user's own images."""
-    from dps_stages import training
-
     if not ctx.simulated:
-        return training.dbpn_pairs_images(path)
+        return pairs.dbpn_pairs_images(path)
     grid = "2x" if ctx.args.psf == "sr" else "1x"
     pixel = ctx.optics.pixel_size / 2 if grid == "2x" else ctx.optics.pixel_size
     # the PSF that makes the images: untruncated, on the truth's grid
     psf = ctx.psf_for(pixel, False)
-    return training.dbpn_pairs_simulated(path, psf, ctx.args.seed, grid=grid)
+    return pairs.dbpn_pairs_simulated(path, psf, ctx.args.seed, grid=grid, stream=SPEC.id)
 
 
 def _loss(ctx: TrainContext) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
@@ -25,10 +26,8 @@ class SIMNet(ResUNet):
 
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
-    """Denoised frames -> the 2x ground truth (:func:`dps_stages.training.sim_pairs`)."""
-    from dps_stages.training import sim_pairs
-
-    return sim_pairs(path, ctx.args.denoise_model)
+    """Denoised frames -> the 2x ground truth (:func:`dps_stages.pairs.sim_pairs`)."""
+    return pairs.sim_pairs(path, ctx.args.denoise_model, restore=ctx.restore)
 
 
 def _loss(ctx: TrainContext) -> Any:

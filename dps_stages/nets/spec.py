@@ -85,7 +85,10 @@ class TrainContext:
     key; ``psf_for(pixel, regrid)``: the PSF that ``--psf`` selects, on a grid of ``pixel``
     nm (as ``dps deconvolve`` makes it); ``arch``: the architecture being trained;
     ``sim_kw``: the Wiener SIM settings (keywords of :func:`dps_stages.sim.reconstruct`);
-    ``record``: entries added to the model's ``record.json``.
+    ``record``: entries added to the model's ``record.json``; ``restore``: the runner of
+    trained models that pair builders take (:data:`dps_stages.pairs.Restore`); ``sim_networks``:
+    the SIM networks by method name (:data:`dps_stages.nets.registry.SIM_NETWORKS`). The last
+    two are handed in so that a network's home needs neither the registry nor inference.
     """
 
     args: argparse.Namespace
@@ -96,10 +99,12 @@ class TrainContext:
     arch: dict[str, Any] = field(default_factory=dict)
     sim_kw: dict[str, Any] | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    restore: Callable[..., Any] | None = None
+    sim_networks: Mapping[str, str] = field(default_factory=dict)
 
 
 #: ``pairs(ctx, path, validation)``: the training (``validation=False``) or validation data
-#: of ``path`` (``None`` for generated data): :class:`dps_stages.training.Pairs` or a source
+#: of ``path`` (``None`` for generated data): :class:`dps_stages.pairs.Pairs` or a source
 #: with the same interface.
 PairsFn = Callable[[TrainContext, Any, bool], Any]
 #: ``loss(ctx)``: the loss module (:mod:`dps_stages.losses`), weighted by ``ctx.weights``.

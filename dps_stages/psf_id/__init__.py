@@ -7,35 +7,16 @@ training examples ``y = camera(h * x)``; :mod:`.identify`: the loss
 ``||h_hat - h||_1 + lambda ||h_hat * x - y||_1``, identification of real images, metrics.
 """
 
-from .data import (
-    FC_SCALE,
-    NATURAL_IMAGES,
-    NOLL,
-    THETA_SCALE,
-    PSFData,
-    PSFSampler,
-    natural_image,
-    normalise_observation,
-    psf_pad,
-    random_psf,
-)
+from . import data as _data
+from .data import *  # noqa: F403  (the names of data.__all__)
 from .identify import PSFIdentificationLoss, evaluate, identify, psnr, psnr_psf, reblur
 
 __all__ = [
-    "FC_SCALE",
-    "NATURAL_IMAGES",
-    "NOLL",
-    "THETA_SCALE",
-    "PSFData",
+    *_data.__all__,
     "PSFIdentificationLoss",
-    "PSFSampler",
     "evaluate",
     "identify",
-    "natural_image",
-    "normalise_observation",
-    "psf_pad",
     "psnr",
     "psnr_psf",
-    "random_psf",
     "reblur",
 ]

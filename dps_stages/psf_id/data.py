@@ -72,7 +72,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -84,6 +83,7 @@ from ..noise import acquisition_chain
 from ..optics import zernike_psf
 from ..physics import Blur
 from ..simulate import STRUCTURES
+from ..simulate.structures_extra import NATURAL_IMAGES, natural_image
 
 __all__ = [
     "FC_SCALE",
@@ -106,27 +106,6 @@ NOLL: tuple[int, ...] = tuple(range(4, 12))
 #: Scales of the two optional parameter channels: ``fc / FC_SCALE``, ``theta_max / THETA_SCALE``.
 FC_SCALE = 0.25
 THETA_SCALE = 0.25
-#: scikit-image's bundled natural images that load without a download (grey or colour;
-#: binary, synthetic and tiny ones left out).
-NATURAL_IMAGES: tuple[str, ...] = (
-    "astronaut",
-    "brick",
-    "camera",
-    "cell",
-    "chelsea",
-    "clock",
-    "coffee",
-    "coins",
-    "grass",
-    "gravel",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "moon",
-    "page",
-    "retina",
-    "rocket",
-    "text",
-)
 
 _VALIDATION_SIZE = 16
 
@@ -172,23 +151,6 @@ def random_psf(
 
 # --------------------------------------------------------------------------------------------
 # objects
-
-
-@cache
-def natural_image(name: str) -> np.ndarray:
-    """A scikit-image bundled image as grey float32 in ``[0, 1]`` (cached; read-only)."""
-    from skimage import data
-    from skimage.color import rgb2gray
-
-    if name not in NATURAL_IMAGES:
-        raise KeyError(f"unknown natural image {name!r}; known: {', '.join(NATURAL_IMAGES)}")
-    img = np.asarray(getattr(data, name)())
-    if img.ndim == 3:
-        img = rgb2gray(img[..., :3])
-    img = img.astype(np.float32)
-    img = (img - img.min()) / max(float(img.max() - img.min()), 1e-12)
-    img.setflags(write=False)
-    return img
 
 
 def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:

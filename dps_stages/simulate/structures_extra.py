@@ -11,6 +11,7 @@ first, so that a default structure's random stream index is unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,11 @@ from .structures import (
 __all__ = [
     "ALL_STRUCTURES",
     "EXTRA_STRUCTURES",
+    "NATURAL_IMAGES",
     "bundles",
     "cytoplasm",
     "natural",
+    "natural_image",
     "network",
     "render_rings",
     "rings",
@@ -313,6 +316,46 @@ def cytoplasm(
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+#: scikit-image's bundled natural images that load without a download (grey or colour;
+#: binary, synthetic and tiny ones left out).
+NATURAL_IMAGES: tuple[str, ...] = (
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+)
+
+
+@cache
+def natural_image(name: str) -> np.ndarray:
+    """A scikit-image bundled image as grey float32 in ``[0, 1]`` (cached; read-only)."""
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    if name not in NATURAL_IMAGES:
+        raise KeyError(f"unknown natural image {name!r}; known: {', '.join(NATURAL_IMAGES)}")
+    img = np.asarray(getattr(data, name)())
+    if img.ndim == 3:
+        img = rgb2gray(img[..., :3])
+    img = img.astype(np.float32)
+    img = (img - img.min()) / max(float(img.max() - img.min()), 1e-12)
+    img.setflags(write=False)
+    return img
+
+
 def natural(
     shape: tuple[int, int],
     pixel_size: float,
@@ -325,7 +368,7 @@ def natural(
 ) -> np.ndarray:
     """A natural image (scikit-image's bundled images, no download) as a structure.
 
-    One of ``images`` (default :data:`dps_stages.psf_id.data.NATURAL_IMAGES`) chosen uniformly,
+    One of ``images`` (default :data:`NATURAL_IMAGES`) chosen uniformly,
     in grey ``[0, 1]``; a square crop of side ``c min(H, W)``, ``c`` uniform in ``crop``, at a
     uniform position, resampled bilinearly to ``shape`` (the image has no physical scale:
     ``pixel_size`` is unused), a random rotation by a multiple of 90 degrees and flip, with
@@ -334,8 +377,6 @@ def natural(
     maximum of 1. Returns float32, non-negative.
     """
     from scipy.ndimage import map_coordinates
-
-    from ..psf_id.data import NATURAL_IMAGES, natural_image
 
     names = tuple(images) if images else NATURAL_IMAGES
     img = natural_image(names[int(rng.integers(len(names)))])

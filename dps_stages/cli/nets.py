@@ -62,7 +62,8 @@ def _sim_kw(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> None:
     """``dps train <net>``: the network's spec builds its data and its loss; one loop trains."""
     from dps_stages import training
-    from dps_stages.nets.registry import get
+    from dps_stages.inference import restore_with
+    from dps_stages.nets.registry import SIM_NETWORKS, get
     from dps_stages.nets.spec import TrainContext
     from dps_stages.optics import Optics
 
@@ -122,6 +123,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         psf_for=psf_for,
         arch=arch,
         sim_kw=_sim_kw(args) if "sim_options" in spec.inputs else None,
+        restore=restore_with,
+        sim_networks=SIM_NETWORKS,
     )
     if spec.data == "generated":
         pairs, vpairs = spec.pairs(ctx, None, False), spec.pairs(ctx, None, True)
