@@ -143,25 +143,46 @@ def _denoised_frames(
     return _needs(restore, denoise_model)(denoise_model, flat, expect="denoise", denormalise=True)
 
 
-def _truth_targets(store: str | Path) -> list[np.ndarray]:
+#: the array of each SIM-grid target (``networks.<net>.target``)
+TARGETS = {"object": "truth_2x", "sim_passband": "truth_2x_sim_passband"}
+
+
+def _truth_targets(store: str | Path, target: str = "object") -> list[np.ndarray]:
+    """Per image and level: the 2x truth ``target`` (:data:`TARGETS`), scaled by
+    :func:`normalise_target`."""
     group, attrs = _simulated(store)
-    truth = group["truth_2x"][...]
+    if target not in TARGETS:
+        raise DpsInputError(f"unknown target {target!r}; expected one of {sorted(TARGETS)}")
+    if TARGETS[target] not in group:
+        raise DpsInputError(
+            f"{store}: no array {TARGETS[target]!r} for target {target!r} (simulated by an "
+            "older version: simulate it again)"
+        )
+    truth = group[TARGETS[target]][...]
     return [
         normalise_target(truth[i])[None] for i in range(truth.shape[0]) for _ in attrs["levels"]
     ]
 
 
 def sim_pairs(
-    store: str | Path, denoise_model: str | Path | None = None, *, restore: Restore | None = None
+    store: str | Path,
+    denoise_model: str | Path | None = None,
+    *,
+    restore: Restore | None = None,
+    target: str = "object",
 ) -> Pairs:
     """Denoised frames (``denoise_model``'s output, run by ``restore``; or the noise-free
     frames) -> the 2x ground truth."""
     frames = _denoised_frames(store, denoise_model, restore)
     return Pairs(
         [normalise_input(f) for f in frames],
-        _truth_targets(store),
+        _truth_targets(store, target),
         2,
-        {"store": str(store), "denoise_model": str(denoise_model) if denoise_model else None},
+        {
+            "store": str(store),
+            "denoise_model": str(denoise_model) if denoise_model else None,
+            "target": target,
+        },
     )
 
 
@@ -220,6 +241,7 @@ def artifact_pairs(
     sim_kw: dict[str, Any] | None = None,
     restore: Restore | None = None,
     sim_networks: Mapping[str, str] = MappingProxyType({}),
+    target: str = "object",
 ) -> Pairs:
     """The chain's SIM reconstruction of the denoised frames (:func:`sim_reconstructions`)
     -> the 2x ground truth; ``restore`` runs the denoise and SIM models."""
@@ -238,10 +260,11 @@ def artifact_pairs(
     )
     return Pairs(
         [normalise_input(r)[None] for r in recon],
-        _truth_targets(store),
+        _truth_targets(store, target),
         1,
         {
             "store": str(store),
+            "target": target,
             "sim_method": method,
             "denoise_model": str(denoise_model) if denoise_model else None,
             "sim_model": str(sim_model) if sim_model else None,

@@ -107,6 +107,28 @@ def test_denoise_pairs_target_is_expected_frames(split):
     assert float(np.corrcoef(x.ravel(), y.ravel())[0, 1]) > 0.8
 
 
+def test_sim_targets_are_the_chosen_truth(split):
+    """SIM-stage networks learn the SIM-passband truth by default (the object through the
+    srPSF, what SIM resolves), or the binned object with ``target="object"``."""
+    from dps_stages import io, pairs
+    from dps_stages.nets.registry import REGISTRY
+
+    for name in ("sim", "oidn", "artifact"):
+        assert {s.key: s.default for s in REGISTRY[name].settings}["target"] == "sim_passband"
+    group = io.open_group(split)
+    levels = len(group.attrs["levels"])
+    sp = pairs.sim_pairs(split, target="sim_passband")
+    ob = pairs.sim_pairs(split, target="object")
+    expect = pairs.normalise_target(group["truth_2x_sim_passband"][0])
+    np.testing.assert_array_equal(sp.targets[0][0], expect)
+    np.testing.assert_array_equal(
+        ob.targets[levels][0], pairs.normalise_target(group["truth_2x"][1])
+    )
+    # the passband truth is the smoother one: less power at high frequencies
+    hi = lambda a: np.abs(np.fft.fft2(a))[a.shape[0] // 4 : -a.shape[0] // 4].sum()  # noqa: E731
+    assert hi(sp.targets[0][0]) < 0.8 * hi(ob.targets[0][0])
+
+
 def test_sampler_is_seeded_and_aligned(split):
     pairs = training.sim_pairs(split)
     a = training.PatchSampler(pairs, 16, 4, np.random.default_rng(0)).batch(3)

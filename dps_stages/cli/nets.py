@@ -432,7 +432,10 @@ def _add_train_parser(sub, add_optics) -> None:
         for t in spec.loss_terms:
             g.add_argument(t.flag, type=_weight_up_to(t.maximum), default=t.default, help=t.help)
         for s in spec.settings:
-            g.add_argument(s.flag, type=_positive_float, default=s.default, help=s.help)
+            if s.choices:
+                g.add_argument(s.flag, choices=s.choices, default=s.default, help=s.help)
+            else:
+                g.add_argument(s.flag, type=_positive_float, default=s.default, help=s.help)
         if spec.cli_flags:
             spec.cli_flags(q)
         if "sim_options" in spec.inputs:

@@ -12,7 +12,7 @@ from typing import Any
 
 from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet
-from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "ArtifactNet"]
 
@@ -26,7 +26,7 @@ class ArtifactNet(ResUNet):
 
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
-    """The chain's SIM reconstruction -> the 2x ground truth
+    """The chain's SIM reconstruction -> the 2x truth of ``--target``
     (:func:`dps_stages.pairs.artifact_pairs`)."""
     a = ctx.args
     return pairs.artifact_pairs(
@@ -39,6 +39,7 @@ def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
         sim_kw=ctx.sim_kw,
         restore=ctx.restore,
         sim_networks=ctx.sim_networks,
+        target=a.target,
     )
 
 
@@ -65,4 +66,5 @@ SPEC = NetworkSpec(
         LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM"),
     ),
     inputs=frozenset({"denoise_model", "sim_model", "sim_options", "vgg16_weights"}),
+    settings=(TARGET,),
 )

@@ -85,7 +85,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dps_stages import pairs
-from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
 from dps_stages.physics import Blur
 
 __all__ = [
@@ -399,7 +399,9 @@ class OIDN(nn.Module):
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """The SIM network's pairs: denoised frames -> 2x ground truth."""
-    return pairs.sim_pairs(path, ctx.args.denoise_model, restore=ctx.restore)
+    return pairs.sim_pairs(
+        path, ctx.args.denoise_model, restore=ctx.restore, target=ctx.args.target
+    )
 
 
 def _loss(ctx: TrainContext) -> Any:
@@ -439,5 +441,6 @@ SPEC = NetworkSpec(
     ),
     inputs=frozenset({"denoise_model"}),
     sim_method="oidn",
+    settings=(TARGET,),
     depth_key="groups",  # OIDN's depth is its number of residual groups
 )

@@ -88,7 +88,8 @@ def network_schema(spec: NetworkSpec) -> dict[str, Any]:
                  "description": f"Loss weights of {spec.name}.", "properties": loss},
     }  # fmt: skip
     for s in spec.settings:
-        props[s.key] = {"type": "number", "default": s.default, "description": s.help}
+        kind = {"enum": list(s.choices)} if s.choices else {"type": "number"}
+        props[s.key] = kind | {"default": s.default, "description": s.help}
         if s.exclusive_minimum is not None:
             props[s.key]["exclusiveMinimum"] = s.exclusive_minimum
     return {

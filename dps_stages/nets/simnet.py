@@ -12,7 +12,7 @@ from typing import Any
 
 from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet
-from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "SIMNet"]
 
@@ -27,7 +27,9 @@ class SIMNet(ResUNet):
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """Denoised frames -> the 2x ground truth (:func:`dps_stages.pairs.sim_pairs`)."""
-    return pairs.sim_pairs(path, ctx.args.denoise_model, restore=ctx.restore)
+    return pairs.sim_pairs(
+        path, ctx.args.denoise_model, restore=ctx.restore, target=ctx.args.target
+    )
 
 
 def _loss(ctx: TrainContext) -> Any:
@@ -52,4 +54,5 @@ SPEC = NetworkSpec(
     ),
     inputs=frozenset({"denoise_model"}),
     sim_method="dps",
+    settings=(TARGET,),
 )

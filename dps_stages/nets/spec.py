@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "INPUTS",
     "LossTerm",
+    "TARGET",
     "NetworkSpec",
     "Setting",
     "TrainContext",
@@ -59,10 +60,23 @@ class Setting:
     """A network's own config key outside its loss (``networks.<net>.<key>``) and its flag."""
 
     key: str
-    default: float
+    default: float | str
     flag: str
     help: str
     exclusive_minimum: float | None = None
+    #: a choice among names instead of a number
+    choices: tuple[str, ...] | None = None
+
+
+#: the SIM-grid truth a SIM-stage network learns: the SIM-passband image (the object through
+#: the srPSF, what SIM resolves; DPS's "SIM ground truth") or the binned object itself
+TARGET = Setting(
+    "target",
+    "sim_passband",
+    "--target",
+    "truth it learns: sim_passband (the object through the srPSF) or object",
+    choices=("sim_passband", "object"),
+)
 
 
 @dataclass(frozen=True)
