@@ -104,6 +104,30 @@ def test_minimal_config_takes_every_default_from_the_schema(tmp_path):
     assert "--radius 50" in dry.stdout
 
 
+def test_training_simulation_of_a_calibrated_microscope(tmp_path):
+    """`simulate.calibration` names a raw dataset: its calibration is the simulation's input
+    and the command gets it with the default spreads; a bad name stops before any job."""
+    raw = tmp_path / "raw.tif"
+    tifffile.imwrite(raw, np.zeros((9, 64, 64), np.uint16))
+    config = merged(
+        tiny_config(), {"datasets": {"simulated": {"simulate": {"calibration": "cells"}}}}
+    )
+    config["datasets"]["cells"] = {"source": str(raw), "kind": "raw"}
+    work = workdir_with(tmp_path / "w", config)
+    dry = snakemake("-n", "-p", "--forceall", cwd=work)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "--calibration results/cells/input/calibration.json" in dry.stdout
+    assert "rule calibrate" in dry.stdout
+    config["datasets"]["simulated"]["simulate"]["randomise"] = {"haze": 0.3}
+    work = workdir_with(tmp_path / "w2", config)
+    dry = snakemake("-n", "-p", cwd=work)
+    assert "--randomise haze=0.3" in dry.stdout, dry.stdout[-3000:]
+    config["datasets"]["simulated"]["simulate"]["calibration"] = "simulated"
+    work = workdir_with(tmp_path / "w3", config)
+    run = snakemake("-n", cwd=work)
+    assert run.returncode != 0 and "is not a raw dataset" in run.stderr + run.stdout
+
+
 @pytest.mark.parametrize(
     ("change", "key"),
     [

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +39,7 @@ log = logging.getLogger("dps")
 def cmd_simulate(args: argparse.Namespace) -> None:
     from dps_stages import io
     from dps_stages.optics import Optics
-    from dps_stages.simulate import simulate_dataset
+    from dps_stages.simulate import ALL_STRUCTURES, simulate_dataset, write_dataset
 
     t0 = time.perf_counter()
     optics = Optics(wavelength=args.wavelength, na=args.na, pixel_size=args.pixel_size,
@@ -49,6 +51,18 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "bits": args.bits,
         "salt_pepper": args.salt_pepper,
     }
+    pattern = {
+        "pattern_frequency": args.pattern_frequency,
+        "modulation": args.modulation,
+        "angle_error": args.angle_error,
+        "phase_error": args.phase_error,
+    }
+    microscope: dict[str, Any] = {}
+    if args.calibration is not None:
+        microscope, pattern, noise = _calibrated(args, optics, pattern, noise)
+    unknown = sorted(set(args.structures) - set(ALL_STRUCTURES))
+    if unknown:
+        raise io.DpsInputError(f"unknown structures {unknown}; choose from {list(ALL_STRUCTURES)}")
     data = simulate_dataset(
         list(args.structures),
         args.n_per_structure,
@@ -57,16 +71,11 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         levels=[float(v) for v in args.levels],
         seed=args.seed,
         split=args.split,
-        pattern_kw={
-            "pattern_frequency": args.pattern_frequency,
-            "modulation": args.modulation,
-            "angle_error": args.angle_error,
-            "phase_error": args.phase_error,
-        },
+        pattern_kw=pattern,
         noise_kw=noise,
         progress=True,
+        **microscope,
     )
-    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
     attrs = {
         "kind": "simulated",
         "split": args.split,
@@ -79,8 +88,48 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "noise": noise,
         **_provenance("simulate", args, t0),
     }
-    io.write_group(args.output, arrays, attrs, tile=args.tile)
-    log.info("wrote %s: %d images, arrays %s", args.output, len(data["structure"]), list(arrays))
+    if microscope:
+        attrs |= {"microscope": _plain(microscope), "microscopes": _plain(data["microscopes"])}
+    write_dataset(args.output, data, attrs, tile=args.tile)
+    arrays = [k for k, v in data.items() if isinstance(v, np.ndarray)]
+    log.info("wrote %s: %d images, arrays %s", args.output, len(data["structure"]), arrays)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy (numpy arrays and scalars as lists and floats)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _calibrated(
+    args: argparse.Namespace, optics: Any, pattern: dict[str, Any], noise: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The microscope of a calibration JSON (``--calibration``) with its randomisation:
+    simulation keywords, pattern and camera settings (the calibration's values win)."""
+    import json
+
+    from dps_stages import io
+    from dps_stages.simulate import CALIBRATED_RANDOMISE, simulate_kwargs_from_calibration
+
+    try:
+        calib = json.loads(Path(args.calibration).read_text())
+    except (OSError, ValueError) as exc:
+        raise io.DpsInputError(f"{args.calibration}: not a calibration JSON: {exc}") from exc
+    if calib.get("determined") is False:
+        raise io.DpsInputError(
+            f"{args.calibration}: the acquisition could not be calibrated "
+            f"({calib.get('reason', 'undetermined')}); simulate without --calibration"
+        )
+    kw = simulate_kwargs_from_calibration(calib, optics)
+    pattern = pattern | kw.pop("pattern_kw", {})
+    noise = noise | kw.pop("noise_kw", {})
+    kw["randomise"] = CALIBRATED_RANDOMISE if args.randomise is None else args.randomise
+    return kw, pattern, noise
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
@@ -243,6 +292,27 @@ def _add_decorrelation(p: argparse.ArgumentParser) -> None:
     _option(p, "--n-g", key="evaluate.n_g", type=_count, help="decorrelation: high-pass filters")
 
 
+def _spreads(text: str) -> dict[str, float]:
+    """``key=spread,...`` of the simulator's randomisation (``none``: no randomisation)."""
+    from dps_stages.simulate import RANDOMISE_KEYS
+
+    if text.strip() == "none":
+        return {}
+    out = {}
+    for item in _names(text):
+        key, _, value = item.partition("=")
+        try:
+            spread = float(value)
+        except ValueError:
+            spread = math.nan
+        if key not in RANDOMISE_KEYS or not spread >= 0 or not math.isfinite(spread):
+            raise argparse.ArgumentTypeError(
+                f"expected key=spread >= 0 with key in {list(RANDOMISE_KEYS)}; got {item!r}"
+            )
+        out[key] = spread
+    return out
+
+
 def add_parsers(sub) -> None:
     """The subcommands of this module."""
     p = sub.add_parser("simulate", help="simulate ground truth, raw SIM frames and widefield")
@@ -250,7 +320,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     _option(p, "--seed", key="seed", type=int)
     _option(p, "--structures", key="simulate.structures", type=_names,
-            help="comma-separated: microtubules, ccps, er, actin")  # fmt: skip
+            help="comma-separated: microtubules, ccps, er, actin; also varying_filaments, "
+            "bundles, rings, network, cytoplasm, natural")  # fmt: skip
     p.add_argument("--n-per-structure", type=_count, default=2)
     _option(p, "--size", key="simulate.size", type=_count, help="camera-grid size in pixels")
     _option(p, "--levels", key="simulate.levels", type=_floats, help="photons, peak pixel")
@@ -265,6 +336,12 @@ def add_parsers(sub) -> None:
     _option(p, "--salt-pepper", key="simulate.noise.salt_pepper", type=_non_negative,
             help="fraction of hot or dead pixels")  # fmt: skip
     _option(p, "--tile", key="tile", type=_count)
+    p.add_argument("--calibration", type=Path,
+                   help="calibration JSON (dps calibrate): simulate that microscope (pattern, "
+                   "OTF attenuation, camera, haze), randomised around it")  # fmt: skip
+    p.add_argument("--randomise", type=_spreads, default=None,
+                   help="with --calibration: spreads, e.g. 'modulation=0.15,haze=0.5'; "
+                   "default: dps_stages.simulate.CALIBRATED_RANDOMISE; 'none': none")  # fmt: skip
     _add_optics(p, pixel_size=True)
     p.set_defaults(func=cmd_simulate)
 

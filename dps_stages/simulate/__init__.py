@@ -21,6 +21,7 @@ from .forward import (
     write_dataset,
 )
 from .microscope import (
+    CALIBRATED_RANDOMISE,
     RANDOMISE_KEYS,
     microscope_otf,
     sim_passband_truth,
@@ -39,6 +40,7 @@ from .structures import (
 from .structures_extra import ALL_STRUCTURES, EXTRA_STRUCTURES
 
 __all__ = [
+    "CALIBRATED_RANDOMISE",
     "ALL_STRUCTURES",
     "ARRAY_ATTRS",
     "EXTRA_STRUCTURES",

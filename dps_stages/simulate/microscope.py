@@ -47,6 +47,7 @@ from ..physics import Binning, Blur
 
 __all__ = [
     "HAZE_KINDS",
+    "CALIBRATED_RANDOMISE",
     "RANDOMISE_KEYS",
     "haze_background",
     "microscope_blur",
@@ -69,6 +70,18 @@ RANDOMISE_KEYS: dict[str, tuple[str, int]] = {
     "gain": ("relative", 1),
     "offset": ("relative", 1),
     "read_noise": ("relative", 1),
+}
+#: The spreads a simulation around a calibrated microscope draws by default (training data
+#: that cover the microscope, Tobin et al. 2017's domain randomisation): pattern modulation
+#: +-15 %, frequency +-1 %, angle +-0.01 rad, phase steps +-0.1 rad, OTF attenuation +-20 %,
+#: haze +-50 %. The camera (gain, offset, read noise) is calibrated precisely and kept.
+CALIBRATED_RANDOMISE: dict[str, float] = {
+    "modulation": 0.15,
+    "frequency": 0.01,
+    "angle": 0.01,
+    "phase_error": 0.1,
+    "otf_attenuation": 0.2,
+    "haze": 0.5,
 }
 HAZE_KINDS = ("field", "object")
 _HWHM_PER_SIGMA = 2.0 * np.sqrt(np.log(2.0))  # autocorrelation of a Gaussian-filtered field

@@ -107,6 +107,18 @@ def check_levels():
             )
 
 
+def check_calibrations():
+    """A simulation of a calibrated microscope names a user's raw dataset of this config."""
+    for ds in SIMULATED:
+        source = DATASETS[ds]["simulate"].get("calibration")
+        raws = sorted(d for d in DATASETS if d not in SIMULATED and input_kind(d) == "raw")
+        if source is not None and source not in raws:
+            raise ValueError(
+                f"datasets.{ds}.simulate.calibration: {source!r} is not a raw dataset of this "
+                f"config with a path (raw datasets: {raws})"
+            )
+
+
 def levels(ds):
     """Signal levels of a simulated dataset; a user's data is the single level 'input'."""
     if ds in SIMULATED:
@@ -151,6 +163,7 @@ def stage_chain(ds):
 
 
 check_levels()
+check_calibrations()
 # the SIM reconstruction that artifact removal cleans, by config
 ARTIFACT_INPUT = {"wiener": "sim_dn_wiener", "dps": "sim_dps", "oidn": "sim_oidn"}[
     NET["sim_method"]
@@ -323,6 +336,30 @@ def stage_path(ds, level, stage):
 
 def truth_store(ds):
     return f"{RESULTS}/{ds}/simulate/test.zarr" if ds in SIMULATED else None
+
+
+def calibration_json(ds):
+    """The calibration of a raw dataset's first level (the one that sets a simulation)."""
+    return f"{RESULTS}/{ds}/{levels(ds)[0]}/calibration.json"
+
+
+def simulate_inputs(w):
+    """A simulation of a calibrated microscope reads that dataset's calibration."""
+    source = simulate_setting(w.sim_ds, "calibration")
+    return {"calibration": calibration_json(source)} if source else {}
+
+
+def simulate_calibration_options(w):
+    """`--calibration FILE [--randomise SPREADS]`, quoted; empty without a calibration (a
+    function of the wildcards only, so that Snakemake's params trigger compares it)."""
+    source = simulate_setting(w.sim_ds, "calibration")
+    if not source:
+        return ""
+    args = ["--calibration", calibration_json(source)]
+    spreads = simulate_setting(w.sim_ds, "randomise")
+    if spreads is not None:
+        args += ["--randomise", ",".join(f"{k}={v}" for k, v in spreads.items()) or "none"]
+    return shlex.join(str(a) for a in args)
 
 
 def simulate_setting(ds, *keys):

@@ -5,6 +5,8 @@
 
 
 rule simulate:
+    input:
+        unpack(simulate_inputs),
     output:
         directory(f"{RESULTS}/{{sim_ds}}/simulate/{{split}}.zarr"),
     log:
@@ -29,10 +31,11 @@ rule simulate:
         na=lambda w: optics(w.sim_ds)["na"],
         pixel_size=lambda w: optics(w.sim_ds)["pixel_size"],
         modulation_factor=lambda w: optics(w.sim_ds)["modulation_factor"],
+        calibrated=simulate_calibration_options,
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps simulate {output:q} --split {wildcards.split:q} --seed {params.seed:q} "
+        "dps simulate {output:q} {params.calibrated} --split {wildcards.split:q} --seed {params.seed:q} "
         "--structures {params.structures:q} --n-per-structure {params.n:q} "
         "--size {params.size:q} --levels {params.levels:q} "
         "--pattern-frequency {params.frequency:q} --modulation {params.modulation:q} "
