@@ -13,5 +13,16 @@ return ``(model, history)``.
 
 from ._common import NoiseModel
 from .denoise import DENOISE_STEPS, adapt_denoiser, denoise_frames, r2r_pair
+from .sim import SIM_STEPS, SIMConsistency, adapt_sim, otf_attenuation_of
 
-__all__ = ["DENOISE_STEPS", "NoiseModel", "adapt_denoiser", "denoise_frames", "r2r_pair"]
+__all__ = [
+    "DENOISE_STEPS",
+    "SIM_STEPS",
+    "NoiseModel",
+    "SIMConsistency",
+    "adapt_denoiser",
+    "adapt_sim",
+    "denoise_frames",
+    "otf_attenuation_of",
+    "r2r_pair",
+]
