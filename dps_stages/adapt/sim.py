@@ -19,8 +19,10 @@ its training target; the frames ``y_i`` (the same normalised frames, denoised or
 background-removed upstream) are in other units with a background. Each frame's scale
 ``c_i`` and offset ``d_i`` are fitted in closed form inside the loss (least squares over the
 patch, ``c_i = cov(A_i, y_i) / var(A_i)``, ``d_i = mean(y_i) - c_i mean(A_i)``), so the loss
-is invariant to the output's scale and offset; the regulariser is divided by ``mean|x_hat|``
-to stay invariant too (otherwise it would shrink the output while ``c_i`` grew).
+is invariant to the output's scale; the regulariser is divided by ``mean|x_hat|`` to stay
+invariant too (otherwise it would shrink the output while ``c_i`` grew). ``d_i`` takes the
+frames' unmodulated background (camera offset, haze); an offset of ``x_hat`` is not free:
+it is uniform fluorescence, modulated by the patterns like the rest of the object.
 
 Details. A patch at camera offset ``o`` sees the pattern with phases ``phi + 2 pi k . o``.
 The 2x pixel stands for the object's mean over its area, so its pattern is the pattern's
