@@ -138,7 +138,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, default=None, help="folder with denoise/ and sim/")
     ap.add_argument("--part", choices=["timing", "real", "all"], default="all")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timing-steps", type=int, default=30)
     ap.add_argument("--levels", nargs="+", default=["0.3", "1", "GT"])
     ap.add_argument("--denoise-steps", type=int, default=DENOISE_STEPS)

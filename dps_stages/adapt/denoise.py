@@ -44,9 +44,10 @@ from ._common import NoiseModel, as_stack, fine_tune, normalised_stack
 
 __all__ = ["DENOISE_STEPS", "adapt_denoiser", "denoise_frames", "r2r_pair"]
 
-#: default steps of :func:`adapt_denoiser` (batch 4 x 64 x 64; about 3 minutes on 2 cores for
-#: the CPU-scale DenoiseNet, benchmarks/bench_adapt.py)
-DENOISE_STEPS = 600
+#: default steps of :func:`adapt_denoiser`: batch 4 x 64 x 64, 71 ms a step for the CPU-scale
+#: DenoiseNet on one torch thread of a shared 2-core machine (benchmarks/bench_adapt.py), so
+#: about 2.5 minutes whatever the stack size
+DENOISE_STEPS = 2000
 
 
 def r2r_pair(

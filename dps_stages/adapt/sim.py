@@ -51,9 +51,10 @@ from ._common import as_stack, fine_tune, normalised_stack
 
 __all__ = ["SIM_STEPS", "SIMConsistency", "adapt_sim", "otf_attenuation_of"]
 
-#: default steps of :func:`adapt_sim` (batch 2 x 64 x 64 camera pixels; about 3 minutes on 2
-#: cores for the CPU-scale SIMNet, benchmarks/bench_adapt.py)
-SIM_STEPS = 300
+#: default steps of :func:`adapt_sim`: batch 2 x 64 x 64 camera pixels, 72 ms a step for the
+#: CPU-scale SIMNet on one torch thread of a shared 2-core machine (benchmarks/bench_adapt.py),
+#: so about 2.5 minutes whatever the stack size
+SIM_STEPS = 2000
 
 
 def otf_attenuation_of(calib: Any, optics: Optics) -> float:
