@@ -18,7 +18,7 @@ from dps_stages.adapt import (
 )
 from dps_stages.inference import percentile_range, run_block
 from dps_stages.metrics import compare
-from dps_stages.nets import DenoiseNet, SIMNet
+from dps_stages.nets import OIDN, DenoiseNet, SIMNet
 from dps_stages.optics import Optics
 from dps_stages.sim import SIMParameters
 from dps_stages.simulate import SIMPattern, simulate_dataset
@@ -214,3 +214,13 @@ def test_adapt_sim_raises_ssim_on_another_microscope(other_microscope):
     before, after = ssim(net), ssim(tuned)
     print(f"SSIM vs SIM-passband truth: {before:.3f} -> {after:.3f}")
     assert after > before + 0.02
+
+
+def test_adapt_sim_takes_oidn(other_microscope):
+    d = other_microscope
+    torch.manual_seed(3)
+    net = OIDN(width=8, groups=1, blocks=1, group_conv=4, psf_size=7, n_radial=5)
+    kw = {"steps": 4, "patch": 32, "batch": 2, "lr": 1e-3, "progress": False, "eval_every": 4}
+    tuned, hist = adapt_sim(net, d["raw"][:1, 0], _params(d), OPTICS, 0.3, seed=0, **kw)
+    assert np.all(np.isfinite(hist["loss"])) and len(hist["eval_loss"]) == 2
+    assert any(not torch.equal(v, net.state_dict()[k]) for k, v in tuned.state_dict().items())
