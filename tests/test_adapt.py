@@ -224,3 +224,26 @@ def test_adapt_sim_takes_oidn(other_microscope):
     tuned, hist = adapt_sim(net, d["raw"][:1, 0], _params(d), OPTICS, 0.3, seed=0, **kw)
     assert np.all(np.isfinite(hist["loss"])) and len(hist["eval_loss"]) == 2
     assert any(not torch.equal(v, net.state_dict()[k]) for k, v in tuned.state_dict().items())
+
+
+def test_noise_level_matches_the_data_term_of_the_truth_on_noisy_frames():
+    """The stopping rule's noise level is what the true object leaves on noisy frames."""
+    from dps_stages.adapt.sim import _noise_level
+
+    d = simulate_dataset(["er"], 1, 64, OPTICS, levels=[50], seed=6, split="test", noise_kw=CAMERA)
+    raw = d["raw"][0, 0]
+    loss = SIMConsistency(_params(d), OPTICS, margin=0)
+    lo, hi = percentile_range(raw)
+    truth = loss.loss_numpy(d["truth_2x"][0], (raw - lo) / (hi - lo))
+    level = _noise_level(NoiseModel.from_calibration(CAMERA), raw[None], [(0, 0, 0)], 64, 0, "l1")
+    assert truth == pytest.approx(level, rel=0.1)
+
+
+def test_adapt_sim_stops_at_the_noise_level(other_microscope):
+    d = simulate_dataset(["er"], 1, 64, OPTICS, levels=[20], seed=6, split="test", noise_kw=CAMERA)
+    net = SIMNet(width=8, depth=1, blocks=1)
+    kw = {"steps": 20, "patch": 32, "progress": False, "eval_every": 10, "camera": CAMERA}
+    _, hist = adapt_sim(net, d["raw"][:, 0], _params(d), OPTICS, 1.0, noise_stop=100.0, **kw)
+    assert hist["stopped_at"] == 0 and hist["step"] == [] and hist["noise_level"] > 0
+    _, hist = adapt_sim(net, d["raw"][:, 0], _params(d), OPTICS, 1.0, noise_stop=None, **kw)
+    assert hist["stopped_at"] is None and len(hist["step"]) == 20

@@ -89,10 +89,13 @@ def fine_tune(
     eval_every: int,
     desc: str,
     progress: bool,
+    stop: Callable[[float], bool] | None = None,
 ) -> dict[str, Any]:
     """Adam on ``step_loss(step)`` for ``steps`` steps (cosine-decayed learning rate), the
-    fixed evaluation loss ``evaluate()`` before, every ``eval_every`` steps and at the end.
-    Leaves the model in eval mode; returns the history."""
+    fixed evaluation loss ``evaluate()`` before, every ``eval_every`` steps and at the end;
+    training ends early at the first evaluation where ``stop(eval_loss)`` holds
+    (``history["stopped_at"]``, else None). Leaves the model in eval mode; returns the
+    history."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -100,9 +103,13 @@ def fine_tune(
         opt, lambda s: 0.5 * (1.0 + np.cos(np.pi * min(s, steps) / max(steps, 1)))
     )
     hist: dict[str, Any] = {"step": [], "loss": [], "eval_step": [0], "eval_loss": []}
+    hist["stopped_at"] = None
     t0 = time.perf_counter()
     model.eval()
     hist["eval_loss"].append(evaluate())
+    if stop is not None and stop(hist["eval_loss"][-1]):
+        hist["stopped_at"] = 0
+        steps = 0
     bar = tqdm(range(steps), desc=desc, disable=not progress, unit="step")
     for s in bar:
         model.train()
@@ -119,6 +126,10 @@ def fine_tune(
             model.eval()
             hist["eval_step"].append(s + 1)
             hist["eval_loss"].append(evaluate())
+            if stop is not None and s + 1 < steps and stop(hist["eval_loss"][-1]):
+                hist["stopped_at"] = s + 1
+                break
+    bar.close()
     model.eval()
     hist["seconds"] = time.perf_counter() - t0
     return hist

@@ -30,6 +30,14 @@ mean over that square, a modulation ``m sinc(k_y / 2) sinc(k_x / 2)`` (``np.sinc
 cycles per camera pixel; ``pixel_integration``). The blur is periodic on the patch; a
 ``margin`` of camera pixels (about one PSF diameter) at each side is left out of the loss,
 which removes the wrap-around and the network's own border effects.
+
+Stopping (discrepancy principle, Morozov 1966). The frames are noisy: a network that keeps
+lowering the data term ends up reproducing their noise through the operator (on the real
+level-0.3 frames 2000 steps scored lower than 150). With a calibrated camera the expected
+data term of the noise alone is known, ``E|n| = sqrt(2 / pi) sigma`` per pixel (``l1``; ``l2``:
+``sigma^2``), ``sigma^2 = max(g (y - b) + sigma_r^2, sigma_r^2) / (p_hi - p_lo)^2`` in the
+normalised units, averaged over the evaluation patches; training stops at the first
+evaluation whose data term is at or below ``noise_stop`` times it.
 """
 
 from __future__ import annotations
@@ -41,13 +49,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from dps_stages.inference import percentile_range
 from dps_stages.losses import hessian_penalty
 from dps_stages.optics import Optics
 from dps_stages.physics import Blur, SIMForward, SIMIllumination
 from dps_stages.sim import SIMParameters, estimate_parameters
 from dps_stages.simulate.microscope import microscope_otf
 
-from ._common import as_stack, fine_tune, normalised_stack
+from ._common import NoiseModel, as_stack, fine_tune, normalised_stack
 
 __all__ = ["SIM_STEPS", "SIMConsistency", "adapt_sim", "otf_attenuation_of"]
 
@@ -196,6 +205,25 @@ def _params_list(params: Any, stack: np.ndarray, optics: Optics, calib: Any) -> 
     return [params] * n
 
 
+def _noise_level(
+    noise: NoiseModel,
+    stack: np.ndarray,
+    spots: list[tuple[int, int, int]],
+    patch: int,
+    margin: int,
+    norm: str,
+) -> float:
+    """Expected data term of the noise alone over the evaluation patches (module docstring)."""
+    vals = []
+    for j, oy, ox in spots:
+        lo, hi = percentile_range(stack[j])
+        sl = (slice(None), slice(oy + margin, oy + patch - margin),
+              slice(ox + margin, ox + patch - margin))  # fmt: skip
+        v = noise.variance(stack[j][sl]).astype(np.float64) / (hi - lo) ** 2
+        vals.append(np.mean(np.sqrt(2.0 / np.pi) * np.sqrt(v)) if norm == "l1" else np.mean(v))
+    return float(np.mean(vals))
+
+
 def adapt_sim(
     model: torch.nn.Module,
     frames: Any,
@@ -212,6 +240,8 @@ def adapt_sim(
     norm: str = "l1",
     pixel_integration: bool = True,
     margin: int | None = None,
+    camera: Any = None,
+    noise_stop: float | None = 1.0,
     eval_patches: int = 4,
     eval_every: int = 50,
     progress: bool = True,
@@ -240,13 +270,19 @@ def adapt_sim(
         pixels, a multiple of the network's), patches per step.
     beta, norm, pixel_integration, margin
         :class:`SIMConsistency`.
+    camera, noise_stop
+        The camera of the raw frames (as :meth:`NoiseModel.from_calibration` takes it;
+        default ``calib.camera`` when ``calib`` has one) and the discrepancy factor ``tau``
+        of the stopping rule (module docstring); no camera or ``noise_stop=None``: all
+        ``steps``. Give the camera only when ``frames`` are the raw frames in ADU.
     eval_patches, eval_every
-        A fixed set of patches (seed ``seed + 1``) on which the loss is measured before,
-        every ``eval_every`` steps and after (``history["eval_loss"]``).
+        A fixed set of patches (seed ``seed + 1``) on which the data term is measured
+        before, every ``eval_every`` steps and after (``history["eval_loss"]``).
 
     Returns
     -------
     (model, history)
+        ``history["noise_level"]``: the data term of the noise alone (None without a camera).
     """
     torch.manual_seed(seed)
     model = copy.deepcopy(model).cpu().float()
@@ -271,27 +307,36 @@ def adapt_sim(
             out.append((j, int(rng.integers(ny - patch + 1)), int(rng.integers(nx - patch + 1))))
         return out
 
-    def loss_of(spots: list[tuple[int, int, int]]) -> torch.Tensor:
+    def loss_of(spots: list[tuple[int, int, int]], term: str = "total") -> torch.Tensor:
         total = 0.0
         for j in sorted({s[0] for s in spots}):
             mine = [s for s in spots if s[0] == j]
             y = torch.from_numpy(
                 np.stack([y_n[j, :, oy : oy + patch, ox : ox + patch] for _, oy, ox in mine])
             )
-            total = total + losses[j](model(y), y, [(oy, ox) for _, oy, ox in mine]) * len(mine)
+            t = losses[j].terms(model(y), y, [(oy, ox) for _, oy, ox in mine])[term]
+            total = total + t * len(mine)
         return total / len(spots)
 
     rng = np.random.default_rng(seed)
     ev_spots = draw(np.random.default_rng(seed + 1), eval_patches)
+    if camera is None and calib is not None and getattr(calib, "camera", None) is not None:
+        camera = calib.camera
+    level = None
+    if camera is not None and noise_stop is not None:
+        level = _noise_level(NoiseModel.from_calibration(camera), stack, ev_spots, patch,
+                             losses[0].margin, norm)  # fmt: skip
 
     @torch.no_grad()
     def evaluate() -> float:
-        return float(loss_of(ev_spots))
+        return float(loss_of(ev_spots, "data"))
 
     hist = fine_tune(
         model, lambda _: loss_of(draw(rng, batch)), evaluate, steps=int(steps), lr=lr,
         eval_every=eval_every, desc="adapt SIM (physics)", progress=progress,
+        stop=None if level is None else (lambda v: v <= noise_stop * level),
     )  # fmt: skip
+    hist["noise_level"] = level
     hist.update(
         {"method": "sim_physics", "otf_attenuation": a, "beta": beta, "norm": norm,
          "patch": patch, "batch": batch, "lr": lr, "seed": seed}
