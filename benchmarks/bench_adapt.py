@@ -115,6 +115,8 @@ def real(models: Path | None, levels: list[str], den_steps: int, sim_steps: int)
                                steps=sim_steps, progress=False)  # fmt: skip
         row["sim_after_raw"] = compare(_sim_net(sim_raw, frames), ref)
         row["sim_after_raw_loss"] = [h["eval_loss"][0], h["eval_loss"][-1]]
+        row["sim_after_raw_stopped_at"] = h.get("stopped_at")
+        row["noise_level"] = h.get("noise_level")
         row["sim_adapt_seconds"] = time.perf_counter() - t0
         # the chain's order: denoise (baseline, then R2R-adapted), then the SIM network
         den_base = denoise_frames(den0, frames)[0]
@@ -129,6 +131,7 @@ def real(models: Path | None, levels: list[str], den_steps: int, sim_steps: int)
                                steps=sim_steps, progress=False)  # fmt: skip
         row["sim_after_denoised_r2r"] = compare(_sim_net(sim_den, den), ref)
         row["sim_after_denoised_loss"] = [h["eval_loss"][0], h["eval_loss"][-1]]
+        row["sim_after_denoised_stopped_at"] = h.get("stopped_at")
         res[level] = row
         print(level, json.dumps({k: v for k, v in row.items()}, default=float), flush=True)
     return res
