@@ -45,9 +45,9 @@ from ._common import NoiseModel, as_stack, fine_tune, normalised_stack
 __all__ = ["DENOISE_STEPS", "adapt_denoiser", "denoise_frames", "r2r_pair"]
 
 #: default steps of :func:`adapt_denoiser`: batch 4 x 64 x 64, 71 ms a step for the CPU-scale
-#: DenoiseNet on one torch thread of a shared 2-core machine (benchmarks/bench_adapt.py), so
-#: about 2.5 minutes whatever the stack size
-DENOISE_STEPS = 2000
+#: DenoiseNet on one torch thread of a shared 2-core machine (benchmarks/bench_adapt.py; up to
+#: 0.14 s a step under heavier load), so 2-3.5 minutes whatever the stack size
+DENOISE_STEPS = 1500
 
 
 def r2r_pair(
