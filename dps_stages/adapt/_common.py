@@ -1,0 +1,135 @@
+"""Shared pieces of the self-supervised adaptation: stacks, the noise model, the loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from dps_stages.inference import percentile_range
+
+__all__ = ["NoiseModel", "as_stack", "fine_tune", "normalised_stack"]
+
+
+def as_stack(frames: Any) -> np.ndarray:
+    """Raw 2D-SIM frames as a float32 ``(n, 9, y, x)`` stack (``(9, y, x)`` is ``n = 1``)."""
+    arr = np.asarray(frames, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[1] != 9:
+        raise ValueError(f"raw 2D-SIM frames must be (9, y, x) or (n, 9, y, x); got {arr.shape}")
+    return arr
+
+
+def normalised_stack(stack: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Each acquisition ``(9, y, x)`` normalised as the networks see it,
+    ``(y - p_lo) / (p_hi - p_lo)`` with its own 0.1 / 99.9 percentiles
+    (:func:`dps_stages.inference.percentile_range`); returns the stack and the ranges."""
+    out = np.empty_like(stack, dtype=np.float32)
+    ranges = []
+    for j in range(stack.shape[0]):
+        lo, hi = percentile_range(stack[j])
+        out[j] = (stack[j] - lo) / (hi - lo)
+        ranges.append((lo, hi))
+    return out, ranges
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """Poisson-Gaussian camera in ADU: ``var(y) = g (E y - b) + sigma_r^2``.
+
+    ``gain`` ``g`` (ADU per photo-electron), ``offset`` ``b`` (ADU), ``read_noise`` ``sigma_r``
+    (ADU; the calibration's read noise in electrons times ``g``, quantisation ``1/12``
+    included by :meth:`from_calibration`).
+    """
+
+    gain: float
+    offset: float
+    read_noise: float
+
+    def variance(self, y: np.ndarray) -> np.ndarray:
+        """Per-pixel variance estimated from the noisy frames themselves,
+        ``max(g (y - b) + sigma_r^2, sigma_r^2)`` (ADU^2, float32)."""
+        r2 = self.read_noise**2
+        v = self.gain * (np.asarray(y, dtype=np.float64) - self.offset) + r2
+        return np.maximum(v, r2).astype(np.float32)
+
+    @classmethod
+    def from_calibration(cls, calib: Any) -> NoiseModel:
+        """From a :class:`dps_stages.calibrate.Calibration`, its ``camera``
+        (:class:`~dps_stages.calibrate.CameraCalibration`: ``read_noise`` in electrons), a
+        mapping with ``gain``, ``offset`` and ``read_noise`` (electrons) or ``read_noise_adu``,
+        or a :class:`NoiseModel`."""
+        if isinstance(calib, NoiseModel):
+            return calib
+        cam = getattr(calib, "camera", calib)
+        get = cam.get if isinstance(cam, Mapping) else lambda k, d=None: getattr(cam, k, d)
+        g = float(get("gain"))
+        b = float(get("offset"))
+        if get("read_noise_adu") is not None:
+            sr = float(get("read_noise_adu"))
+        else:
+            sr = float(np.sqrt((g * float(get("read_noise"))) ** 2 + 1.0 / 12.0))
+        if not (np.isfinite(g) and g > 0 and np.isfinite(b) and np.isfinite(sr)):
+            raise ValueError(f"calibration without a usable camera model: g={g}, b={b}, s={sr}")
+        return cls(gain=g, offset=b, read_noise=sr)
+
+
+def fine_tune(
+    model: torch.nn.Module,
+    step_loss: Callable[[int], torch.Tensor],
+    evaluate: Callable[[], float],
+    *,
+    steps: int,
+    lr: float,
+    eval_every: int,
+    desc: str,
+    progress: bool,
+    stop: Callable[[float], bool] | None = None,
+) -> dict[str, Any]:
+    """Adam on ``step_loss(step)`` for ``steps`` steps (cosine-decayed learning rate), the
+    fixed evaluation loss ``evaluate()`` before, every ``eval_every`` steps and at the end;
+    training ends early at the first evaluation where ``stop(eval_loss)`` holds
+    (``history["stopped_at"]``, else None). Leaves the model in eval mode; returns the
+    history."""
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1.0 + np.cos(np.pi * min(s, steps) / max(steps, 1)))
+    )
+    hist: dict[str, Any] = {"step": [], "loss": [], "eval_step": [0], "eval_loss": []}
+    hist["stopped_at"] = None
+    t0 = time.perf_counter()
+    model.eval()
+    hist["eval_loss"].append(evaluate())
+    if stop is not None and stop(hist["eval_loss"][-1]):
+        hist["stopped_at"] = 0
+        steps = 0
+    bar = tqdm(range(steps), desc=desc, disable=not progress, unit="step")
+    for s in bar:
+        model.train()
+        loss = step_loss(s)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        hist["step"].append(s + 1)
+        hist["loss"].append(float(loss.detach()))
+        if progress:
+            bar.set_postfix(loss=f"{hist['loss'][-1]:.4g}")
+        if (s + 1) % eval_every == 0 or s + 1 == steps:
+            model.eval()
+            hist["eval_step"].append(s + 1)
+            hist["eval_loss"].append(evaluate())
+            if stop is not None and s + 1 < steps and stop(hist["eval_loss"][-1]):
+                hist["stopped_at"] = s + 1
+                break
+    bar.close()
+    model.eval()
+    hist["seconds"] = time.perf_counter() - t0
+    return hist
