@@ -247,3 +247,31 @@ def test_adapt_sim_stops_at_the_noise_level(other_microscope):
     assert hist["stopped_at"] == 0 and hist["step"] == [] and hist["noise_level"] > 0
     _, hist = adapt_sim(net, d["raw"][:, 0], _params(d), OPTICS, 1.0, noise_stop=None, **kw)
     assert hist["stopped_at"] is None and len(hist["step"]) == 20
+
+
+@pytest.mark.parametrize("net", ["denoise", "sim"])
+def test_adapt_command_writes_a_loadable_model(net, other_microscope, tmp_path, capsys):
+    """`dps adapt NET MODEL RAW OUT`: a model folder that loads, records what it was adapted
+    on, and leaves the source model alone; OUT equal to MODEL is refused."""
+    import tifffile
+
+    from dps_stages.cli import main
+    from dps_stages.inference import load_model, save_model
+
+    torch.manual_seed(0)
+    model = DenoiseNet(width=4, depth=1, blocks=1) if net == "denoise" else SIMNet(width=4, depth=1)
+    src = tmp_path / "model"
+    src.mkdir()
+    save_model(src / "model.pt", net, model, {"origin": "test"})
+    before = (src / "model.pt").read_bytes()
+    raw = np.asarray(other_microscope["raw"], np.float32)[0]
+    tifffile.imwrite(tmp_path / "raw.tif", raw.reshape(-1, *raw.shape[-2:]).astype(np.float32))
+    out = tmp_path / "adapted"
+    args = ["adapt", net, str(src), str(tmp_path / "raw.tif"), str(out), "--steps", "2",
+            "--wavelength", "670", "--na", "1.49", "--pixel-size", "65"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    adapted, record = load_model(out, expect=net)
+    assert record["adapted"]["source_model"] == str(src) and record["origin"] == "test"
+    assert (src / "model.pt").read_bytes() == before
+    assert main([*args[:4], str(src), *args[5:]]) == 2
+    assert "must not replace its source" in capsys.readouterr().err

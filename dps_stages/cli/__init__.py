@@ -7,8 +7,8 @@ stderr and exit status 2, leaving no output behind. Option defaults come from
 
 Modules: :mod:`.common` (shared helpers and option types), :mod:`.stages` (simulate, extract,
 import, background, metrics, figures, export), :mod:`.reconstruct` (sim-reconstruct,
-deconvolve), :mod:`.calibrate`, :mod:`.nets` (train, identify-psf, restore, the chain's network
-stages).
+deconvolve), :mod:`.calibrate`, :mod:`.adapt`, :mod:`.nets` (train, identify-psf, restore,
+the chain's network stages).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from dps_stages import __version__
-from dps_stages.cli import calibrate, reconstruct, stages
+from dps_stages.cli import adapt, calibrate, reconstruct, stages
 from dps_stages.cli.common import level_key
 from dps_stages.io import DpsInputError
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_parsers(sub)
     reconstruct.add_parsers(sub)
     calibrate.add_parsers(sub)
+    adapt.add_parsers(sub)
     net_commands.add_parsers(sub)
     return parser
 
