@@ -106,18 +106,22 @@ def test_minimal_config_takes_every_default_from_the_schema(tmp_path):
 
 def test_training_simulation_of_a_calibrated_microscope(tmp_path):
     """`simulate.calibration` names a raw dataset: its calibration is the simulation's input
-    and the command gets it with the default spreads; a bad name stops before any job."""
+    and the command gets it with the default spreads; a bad name stops before any job. The
+    dataset's `adapt` networks are fine-tuned on its frames and restore it."""
     raw = tmp_path / "raw.tif"
     tifffile.imwrite(raw, np.zeros((9, 64, 64), np.uint16))
     config = merged(
         tiny_config(), {"datasets": {"simulated": {"simulate": {"calibration": "cells"}}}}
     )
-    config["datasets"]["cells"] = {"source": str(raw), "kind": "raw"}
+    config["datasets"]["cells"] = {"source": str(raw), "kind": "raw", "adapt": ["sim"]}
     work = workdir_with(tmp_path / "w", config)
     dry = snakemake("-n", "-p", "--forceall", cwd=work)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "--calibration results/cells/input/calibration.json" in dry.stdout
     assert "rule calibrate" in dry.stdout
+    # the SIM network adapted on the acquisition's own frames restores it
+    assert "dps adapt sim results/models/sim results/cells/input/raw.zarr" in dry.stdout
+    assert "--model results/cells/input/models/sim" in dry.stdout
     config["datasets"]["simulated"]["simulate"]["randomise"] = {"haze": 0.3}
     work = workdir_with(tmp_path / "w2", config)
     dry = snakemake("-n", "-p", cwd=work)

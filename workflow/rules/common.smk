@@ -491,8 +491,19 @@ def train_sim_options(net):
     return shlex.join(str(a) for a in args)
 
 
+def adapted(ds):
+    """The networks fine-tuned on each acquisition of a raw dataset (`datasets.<ds>.adapt`)."""
+    return tuple(DATASETS[ds].get("adapt") or ()) if input_kind(ds) == "raw" else ()
+
+
+def adapted_model(ds, level, net):
+    return f"{RESULTS}/{ds}/{level}/models/{net}"
+
+
 def infer_inputs(w):
     net, source, model = net_stages(w.ds)[w.net_stage]
+    if net in adapted(w.ds):
+        model = adapted_model(w.ds, w.level, net)
     return {"image": stage_path(w.ds, w.level, source), "model": model}
 
 

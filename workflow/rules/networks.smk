@@ -90,6 +90,34 @@ rule train_resudbpn_own:
         "--checkpoint {params.ckpt:q} {params.opts} > {log:q} 2>&1"
 
 
+rule adapt:
+    input:
+        model=lambda w: model_dir(w.net),
+        frames=lambda w: stage_path(w.ds, w.level, "raw"),
+        calibration=f"{RESULTS}/{{ds}}/{{level}}/calibration.json",
+    output:
+        directory(f"{RESULTS}/{{ds}}/{{level}}/models/{{net}}"),
+    log:
+        f"{RESULTS}/logs/{{ds}}/adapt_{{level}}_{{net}}.log",
+    wildcard_constraints:
+        net="denoise|sim|oidn",
+    params:
+        seed=config["seed"],
+        wavelength=lambda w: optics(w.ds)["wavelength"],
+        na=lambda w: optics(w.ds)["na"],
+        modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
+    threads: NET["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps adapt {wildcards.net:q} {input.model:q} {input.frames:q} {output:q} "
+        "--calibration {input.calibration:q} --seed {params.seed:q} --threads {threads} "
+        "--wavelength {params.wavelength:q} --na {params.na:q} "
+        "--modulation-factor {params.modulation_factor:q} > {log:q} 2>&1"
+
+
 rule infer:
     input:
         unpack(infer_inputs),
