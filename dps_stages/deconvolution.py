@@ -94,7 +94,7 @@ Hessian terms), 15 for a time-lapse (6 terms).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft as sfft
@@ -435,15 +435,7 @@ def _split_bregman(
 
 
 def sparse_hessian_denoise(
-    image: np.ndarray,
-    *,
-    fidelity: float = 150.0,
-    sparsity: float = 10.0,
-    continuity: float = 0.5,
-    iterations: int = 100,
-    mu: float = 1.0,
-    background: float | np.ndarray | None = None,
-    return_history: bool = False,
+    image: np.ndarray, **step1: Any
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Step 1 of sparse deconvolution: the sparse-Hessian reconstruction (Zhao et al. 2022).
 
@@ -458,6 +450,10 @@ def sparse_hessian_denoise(
     ``m``. The parameters therefore refer to an image of maximum 1, as in the paper: e.g. the
     sparsity alone lowers a flat region by ``sparsity / fidelity`` (1/15 of the maximum at the
     defaults).
+
+    ``sparse_hessian(image, **step1)`` without a PSF: the keywords ``fidelity``,
+    ``sparsity``, ``continuity``, ``iterations``, ``mu``, ``background`` and
+    ``return_history`` of :func:`sparse_hessian`, with its defaults.
 
     Parameters
     ----------
@@ -485,43 +481,10 @@ def sparse_hessian_denoise(
     np.ndarray or (np.ndarray, np.ndarray)
         float32 result of the shape of ``image``, non-negative (and the history).
     """
-    arr = np.asarray(image, dtype=np.float32)
-    if arr.ndim < 2:
-        raise ValueError(f"image must have at least 2 axes (..., y, x); got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("image contains NaN or infinite values")
-    if fidelity <= 0 or mu <= 0:
-        raise ValueError("fidelity and mu must be positive")
-    if sparsity < 0:
-        raise ValueError(f"sparsity must be >= 0; got {sparsity}")
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0; got {iterations}")
-    weights = hessian_weights(continuity)
-    if background is None:
-        data = arr.copy()
-    else:
-        data = np.subtract(arr, np.asarray(background, dtype=np.float32), dtype=np.float32)
-    np.maximum(data, 0.0, out=data)
-    # one series after another; each result overwrites its data
-    series = data.reshape((-1, 1) + arr.shape[-2:] if arr.ndim == 2 else (-1,) + arr.shape[-3:])
-    histories = []
-    for i, f in enumerate(series):
-        m = float(f.max())
-        hist: list[float] | None = [] if return_history else None
-        if m == 0.0:
-            if hist is not None:
-                hist.extend([0.0] * (iterations + 1))
-        else:
-            g = _split_bregman(f / np.float32(m), fidelity, sparsity, weights, iterations, mu, hist)
-            np.maximum(g, 0.0, out=g)
-            np.multiply(g, np.float32(m), out=series[i])
-        histories.append(hist)
-    result = data
-    if not return_history:
-        return result
-    lead = arr.shape[:-2] if arr.ndim == 2 else arr.shape[:-3]
-    history = np.asarray(histories, dtype=np.float64).reshape(lead + (iterations + 1,))
-    return result, history
+    step2 = sorted(set(step1) & {"psf", "deconv", "deconv_iterations"})
+    if step2:
+        raise TypeError(f"sparse_hessian_denoise takes no {step2} (step 2: sparse_hessian)")
+    return sparse_hessian(image, **step1)
 
 
 def sparse_hessian(
@@ -559,17 +522,43 @@ def sparse_hessian(
     """
     if deconv not in ("rl", "rl-accelerated"):
         raise ValueError(f"deconv must be 'rl' or 'rl-accelerated'; got {deconv!r}")
-    res = sparse_hessian_denoise(
-        image,
-        fidelity=fidelity,
-        sparsity=sparsity,
-        continuity=continuity,
-        iterations=iterations,
-        mu=mu,
-        background=background,
-        return_history=return_history,
-    )
-    g, history = res if isinstance(res, tuple) else (res, None)
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim < 2:
+        raise ValueError(f"image must have at least 2 axes (..., y, x); got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("image contains NaN or infinite values")
+    if fidelity <= 0 or mu <= 0:
+        raise ValueError("fidelity and mu must be positive")
+    if sparsity < 0:
+        raise ValueError(f"sparsity must be >= 0; got {sparsity}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0; got {iterations}")
+    weights = hessian_weights(continuity)
+    if background is None:
+        data = arr.copy()
+    else:
+        data = np.subtract(arr, np.asarray(background, dtype=np.float32), dtype=np.float32)
+    np.maximum(data, 0.0, out=data)
+    # one series after another; each result overwrites its data
+    series = data.reshape((-1, 1) + arr.shape[-2:] if arr.ndim == 2 else (-1,) + arr.shape[-3:])
+    histories = []
+    for i, f in enumerate(series):
+        m = float(f.max())
+        hist: list[float] | None = [] if return_history else None
+        if m == 0.0:
+            if hist is not None:
+                hist.extend([0.0] * (iterations + 1))
+        else:
+            g = _split_bregman(f / np.float32(m), fidelity, sparsity, weights, iterations, mu, hist)
+            np.maximum(g, 0.0, out=g)
+            np.multiply(g, np.float32(m), out=series[i])
+        histories.append(hist)
+    if return_history:
+        lead = arr.shape[:-2] if arr.ndim == 2 else arr.shape[:-3]
+        history = np.asarray(histories, dtype=np.float64).reshape(lead + (iterations + 1,))
+    else:
+        history = None
+    g = data
     if psf is not None:
         g = richardson_lucy(
             g,

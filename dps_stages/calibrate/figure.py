@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -10,6 +11,13 @@ from ..sim import otf_values
 from .core import Calibration
 
 __all__ = ["plot_calibration"]
+
+
+def _label(ax: Any, xlabel: str | None, ylabel: str | None, title: str) -> None:
+    """A panel's axis labels (where given) and its title (the estimates, small type)."""
+    if xlabel is not None:
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
 
 
 def plot_calibration(calib: Calibration, path: str | Path) -> Path:
@@ -29,10 +37,10 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
         ax[0].plot(xs, cam.gain * xs + cam.intercept, "r-", label="fit")
         ax[0].axvline(cam.offset, color="k", ls=":", label="offset")
         ax[0].legend(fontsize=8)
-    ax[0].set(xlabel="tile mean (ADU)", ylabel="noise variance (ADU$^2$)")
-    ax[0].set_title(
+    _label(
+        ax[0], "tile mean (ADU)", "noise variance (ADU$^2$)",
         f"g={cam.gain:.3g}±{cam.gain_sigma:.2g} ADU/e-, b={cam.offset:.4g}±{cam.offset_sigma:.2g}"
-        f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-", fontsize=9
+        f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-",
     )  # fmt: skip
     if otf.ratio is not None and len(otf.ratio):
         dq, rr, ss = otf.ratio.T
@@ -44,10 +52,10 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
         ax[1].plot(xs, np.ones_like(xs), "k:", label="ideal (a=1)")
         ax[1].set_yscale("log")
         ax[1].legend(fontsize=8)
-    ax[1].set(xlabel="q1 - q0 (fraction of f_c)", ylabel="R / (m T_ideal)")
-    ax[1].set_title(
+    _label(
+        ax[1], "q1 - q0 (fraction of f_c)", "R / (m T_ideal)",
         f"band overlap: a={otf.attenuation:.3g}±{otf.attenuation_sigma:.2g}, "
-        f"m={', '.join(f'{v:.2f}' for v in otf.modulation[:3])}", fontsize=9
+        f"m={', '.join(f'{v:.2f}' for v in otf.modulation[:3])}",
     )  # fmt: skip
     if otf.radial is not None:
         qc, prad = otf.radial
@@ -62,18 +70,18 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
                 ax[2].semilogy(qq, model, "r-" if lab == "fit" else "b--", label=lab)
         ax[2].axvline(1.0, color="k", lw=0.5)
         ax[2].legend(fontsize=8)
-    ax[2].set(xlabel="|f| / f_c", ylabel="power")
-    ax[2].set_title(
+    _label(
+        ax[2], "|f| / f_c", "power",
         f"radial spectrum: beta={otf.object_slope:.2f}, support {otf.support_cutoff:.2f} f_c",
-        fontsize=9,
-    )
+    )  # fmt: skip
     if hz.map is not None:
         lo, hi = np.percentile(hz.map, [1, 99])  # the map's edges are extrapolated
         im = ax[3].imshow(hz.map, cmap="magma", vmin=lo, vmax=hi)
         fig.colorbar(im, ax=ax[3], fraction=0.046)
-    ax[3].set_title(
+    _label(
+        ax[3], None, None,
         f"haze {100 * hz.level:.1f}±{100 * hz.level_sigma:.1f} % of mean, "
-        f"scale {hz.scale:.2g}±{hz.scale_sigma:.1g} um", fontsize=9
+        f"scale {hz.scale:.2g}±{hz.scale_sigma:.1g} um",
     )  # fmt: skip
     fig.tight_layout()
     path = Path(path)

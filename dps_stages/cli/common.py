@@ -7,6 +7,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,52 +31,38 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def _wiener(text: str) -> float | str:
-    """'auto' or a Wiener parameter w > 0."""
-    if text == "auto":
+def _number(text: str, ok: Callable[[float], bool], expected: str, *, auto: bool = False):
+    """``float(text)`` where ``ok`` holds for it (a text that is no number fails), else an
+    argparse error ``expected <expected>``; with ``auto`` the text 'auto' passes as it is."""
+    if auto and text == "auto":
         return text
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number > 0, got {text!r}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _wiener(text: str) -> float | str:
+    """'auto' or a Wiener parameter w > 0."""
+    return _number(text, lambda v: v > 0 and math.isfinite(v), "'auto' or a number > 0", auto=True)
 
 
 def _otf_decay(text: str) -> float | str:
     """'auto' or an OTF damping a in (0, 1]."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in (0, 1], got {text!r}")
-    return value
+    return _number(text, lambda v: 0 < v <= 1, "'auto' or a number in (0, 1]", auto=True)
 
 
 def _positive(text: str) -> float:
     """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
+    return _number(text, lambda v: v > 0 and math.isfinite(v), "a number > 0")
 
 
 def _non_negative(text: str) -> float:
     """A finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    return _number(text, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 
 
 def _count(text: str) -> int:
@@ -123,11 +110,16 @@ def _add_optics(p: argparse.ArgumentParser, *, pixel_size: bool = False) -> None
 
 def _optics(args: argparse.Namespace, meta: dict[str, Any] | None = None):
     """Optics from the options; without --pixel-size, the pixel size the file gives."""
+    pixel_size = args.pixel_size or (meta or {}).get("pixel_size")
+    if not pixel_size:
+        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size (nm)")
+    return _optics_at(args, pixel_size)
+
+
+def _optics_at(args: argparse.Namespace, pixel_size: float):
+    """Optics from the optics group's options at the pixel size ``pixel_size`` (nm)."""
     from dps_stages.optics import Optics
 
-    pixel_size = args.pixel_size or (meta or {}).get("pixel_size")
-    if pixel_size is None:
-        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size (nm)")
     return Optics(
         wavelength=args.wavelength, na=args.na, pixel_size=float(pixel_size),
         modulation_factor=args.modulation_factor,

@@ -62,10 +62,10 @@ def _sim_kw(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> None:
     """``dps train <net>``: the network's spec builds its data and its loss; one loop trains."""
     from dps_stages import training
+    from dps_stages.cli.common import _optics_at
     from dps_stages.inference import restore_with
     from dps_stages.nets.registry import SIM_NETWORKS, get
     from dps_stages.nets.spec import TrainContext
-    from dps_stages.optics import Optics
 
     _threads(args)
     spec = get(args.net)
@@ -102,12 +102,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             pixel = read_image(args.data)[1].get("pixel_size")
         if not pixel:
             raise DpsInputError(f"{args.data}: the images carry no pixel size; pass --pixel-size")
-        optics = Optics(
-            wavelength=args.wavelength,
-            na=args.na,
-            pixel_size=float(pixel),
-            modulation_factor=args.modulation_factor,
-        )
+        optics = _optics_at(args, pixel)
 
     def psf_for(pixel: float, regrid: bool) -> np.ndarray:
         # the same Airy / srPSF / file choice as `dps deconvolve --psf`, on a grid of `pixel`
@@ -281,8 +276,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
     """The DPS chain on one file, outside the workflow."""
     from dps_stages import io
     from dps_stages.chain import restore
-    from dps_stages.cli.common import _provenance, _write_any
-    from dps_stages.optics import Optics
+    from dps_stages.cli.common import _optics, _provenance, _write_any
 
     _threads(args)
     t0 = time.perf_counter()
@@ -293,15 +287,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
         arr = io.as_image_stack(arr, args.input)
     image = np.asarray(arr, dtype=np.float32)
     io.check_finite(image, args.input)
-    pixel = args.pixel_size or meta.get("pixel_size")
-    if not pixel:
-        raise DpsInputError(f"{args.input}: the file gives no pixel size; pass --pixel-size")
-    optics = Optics(
-        wavelength=args.wavelength,
-        na=args.na,
-        pixel_size=float(pixel),
-        modulation_factor=args.modulation_factor,
-    )
+    optics = _optics(args, meta)
     out, info = restore(
         image,
         kind=args.kind,
@@ -389,6 +375,7 @@ def add_parsers(sub) -> None:
 def _add_train_parser(sub, add_optics) -> None:
     """``dps train <net> OUTPUT ...``: one sub-command per registered network, its flags made
     from the spec (its inputs, its training defaults, its own loss weights and settings)."""
+    from dps_stages.cli.common import _count, _positive
     from dps_stages.nets.registry import REGISTRY
 
     p = sub.add_parser("train", help="train one network (dps train NET --help: its options)")
@@ -413,21 +400,21 @@ def _add_train_parser(sub, add_optics) -> None:
                            help="'sr' (SIM images), 'airy' (widefield) or a PSF TIFF")  # fmt: skip
         g = q.add_argument_group("architecture")
         g.add_argument("--scale", choices=("small", "paper"), default="small")
-        g.add_argument("--width", type=_positive_int)
-        g.add_argument("--depth", type=_positive_int,
+        g.add_argument("--width", type=_count)
+        g.add_argument("--depth", type=_count,
                        help=f"sets {spec.depth_key!r} of the architecture")  # fmt: skip
-        g.add_argument("--blocks", type=_positive_int)
+        g.add_argument("--blocks", type=_count)
         d = spec.defaults
         g = q.add_argument_group("training")
-        g.add_argument("--steps", type=_positive_int, default=d.steps)
-        g.add_argument("--batch", type=_positive_int, default=d.batch)
-        g.add_argument("--patch", type=_positive_int, default=d.patch,
+        g.add_argument("--steps", type=_count, default=d.steps)
+        g.add_argument("--batch", type=_count, default=d.batch)
+        g.add_argument("--patch", type=_count, default=d.patch,
                        help="input patch edge, pixels")  # fmt: skip
-        g.add_argument("--lr", type=_positive_float, default=d.lr)
+        g.add_argument("--lr", type=_positive, default=d.lr)
         g.add_argument("--seed", type=int, default=0)
         g.add_argument("--checkpoint", type=Path, help="checkpoint file: resumed when present")
-        g.add_argument("--checkpoint-every", type=_positive_int, default=50)
-        g.add_argument("--validate-every", type=_positive_int, default=25)
+        g.add_argument("--checkpoint-every", type=_count, default=50)
+        g.add_argument("--validate-every", type=_count, default=25)
         g = q.add_argument_group(f"loss weights of {spec.name}")
         for t in spec.loss_terms:
             g.add_argument(t.flag, type=_weight_up_to(t.maximum), default=t.default, help=t.help)
@@ -435,7 +422,7 @@ def _add_train_parser(sub, add_optics) -> None:
             if s.choices:
                 g.add_argument(s.flag, choices=s.choices, default=s.default, help=s.help)
             else:
-                g.add_argument(s.flag, type=_positive_float, default=s.default, help=s.help)
+                g.add_argument(s.flag, type=_positive, default=s.default, help=s.help)
         if spec.cli_flags:
             spec.cli_flags(q)
         if "sim_options" in spec.inputs:
@@ -445,46 +432,17 @@ def _add_train_parser(sub, add_optics) -> None:
         q.set_defaults(func=cmd_train, pixel_size=None, data=None, val=None)
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
-    return value
-
-
-def _weight(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a loss weight must be >= 0; got {text!r}")
-    return value
-
-
 def _weight_up_to(maximum: float | None):
     """A loss weight's type: ``>= 0`` and, when ``maximum`` is given, ``<= maximum``."""
+    from dps_stages.cli.common import _non_negative
+
     if maximum is None:
-        return _weight
+        return _non_negative
 
     def weight(text: str) -> float:
-        value = _weight(text)
+        value = _non_negative(text)
         if value > maximum:
             raise argparse.ArgumentTypeError(f"expected a weight <= {maximum:g}; got {text!r}")
         return value
 
     return weight
-
-
-def _positive_float(text: str) -> float:
-    value = _finite(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}")
-    return value

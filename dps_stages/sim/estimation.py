@@ -419,7 +419,7 @@ def estimate_parameters(
     otf_decay, pixel_otf
         OTF model (see :func:`otf_values`).
     background_percentile, normalise_intensity
-        See :func:`preprocess`.
+        See :func:`preprocess` (None and False: frames already through it, used as given).
 
     Returns
     -------
@@ -428,37 +428,6 @@ def estimate_parameters(
     x = preprocess(
         frames, background_percentile=background_percentile, normalise_intensity=normalise_intensity
     )
-    return _estimate(
-        x,
-        optics,
-        k_guess=k_guess,
-        k_range=k_range,
-        search_radius=search_radius,
-        min_peak=min_peak,
-        equal_steps=equal_steps,
-        dc_exclude=dc_exclude,
-        apodisation_width=apodisation_width,
-        otf_decay=otf_decay,
-        pixel_otf=pixel_otf,
-    )
-
-
-def _estimate(
-    x: np.ndarray,
-    optics: Optics,
-    *,
-    k_guess: np.ndarray | Sequence[Sequence[float]] | None = None,
-    k_range: tuple[float, float] = (0.5, 1.0),
-    search_radius: float = 3.0,
-    min_peak: float = 8.0,
-    equal_steps: bool = False,
-    dc_exclude: float = 0.1,
-    apodisation_width: float = 0.125,
-    otf_decay: float = 1.0,
-    pixel_otf: bool = True,
-) -> SIMParameters:
-    """:func:`estimate_parameters` on frames already through :func:`preprocess`."""
-    x = np.asarray(x, dtype=np.float32)
     _, ny, nx = x.shape
     cutoff = float(optics.cutoff_per_pixel)
     win = (

@@ -15,7 +15,7 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 from ..optics import Optics
-from .estimation import SIMParameters, _estimate
+from .estimation import SIMParameters, estimate_parameters
 from .otf import (
     _attenuation,
     _check_frames,
@@ -386,7 +386,15 @@ def reconstruct(
         normalise_intensity=normalise_intensity,
     )
     if params is None:
-        params = _estimate(x, optics, otf_decay=otf_decay, pixel_otf=pixel_otf, **estimate_kw)
+        params = estimate_parameters(  # x is preprocessed: no second offset or scaling
+            x,
+            optics,
+            background_percentile=None,
+            normalise_intensity=False,
+            otf_decay=otf_decay,
+            pixel_otf=pixel_otf,
+            **estimate_kw,
+        )
     elif estimate_kw:
         raise TypeError(f"unexpected keyword arguments {sorted(estimate_kw)} with params given")
     if attenuation_mode not in ("weight", "otf"):

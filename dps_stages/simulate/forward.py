@@ -407,13 +407,7 @@ def simulate_dataset(
     noise_kw: Mapping[str, Any] | None = None,
     structure_kw: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
-    otf_attenuation: float = 1.0,
-    zernike: Mapping[int, float] | None = None,
-    haze: float = 0.0,
-    haze_scale: float = 2000.0,
-    haze_kind: str = "field",
-    haze_contrast: float = 0.5,
-    randomise: Mapping[str, float] | None = None,
+    **microscope: Any,
 ) -> dict[str, Any]:
     """A stack of :func:`simulate_sample` results, structure-major.
 
@@ -422,7 +416,8 @@ def simulate_dataset(
     default structures come first, so their indices are those of :data:`STRUCTURES`), so
     splits never share images and every sample is independent of how many samples (or which
     other structures) are asked for. ``structure_kw`` maps a structure name to keyword
-    arguments of its generator; the microscope keywords are those of :func:`simulate_sample`.
+    arguments of its generator; ``microscope``: the keywords of :func:`simulate_sample` in
+    :data:`MICROSCOPE_DEFAULTS` (with those defaults).
 
     Returns
     -------
@@ -438,6 +433,12 @@ def simulate_dataset(
     for s in structures:
         if s not in ALL_STRUCTURES:
             raise KeyError(f"unknown structure {s!r}; choose from {names}")
+    unknown = sorted(set(microscope) - set(MICROSCOPE_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword arguments {unknown}; microscope: {MICROSCOPE_DEFAULTS}"
+        )
+    haze_kind = microscope.get("haze_kind", MICROSCOPE_DEFAULTS["haze_kind"])
     if haze_kind not in HAZE_KINDS:
         raise ValueError(f"haze_kind must be one of {HAZE_KINDS}; got {haze_kind!r}")
     n = len(structures) * n_per_structure
@@ -454,15 +455,6 @@ def simulate_dataset(
         "structure": [],
         "patterns": [],
         "microscopes": [],
-    }
-    micro_kw = {
-        "otf_attenuation": otf_attenuation,
-        "zernike": zernike,
-        "haze": haze,
-        "haze_scale": haze_scale,
-        "haze_kind": haze_kind,
-        "haze_contrast": haze_contrast,
-        "randomise": randomise,
     }
     bar = None
     if progress:
@@ -483,7 +475,7 @@ def simulate_dataset(
                 pattern_kw=pattern_kw,
                 noise_kw=noise_kw,
                 structure_kw=kw,
-                **micro_kw,
+                **microscope,
             )
             for key in _ARRAY_KEYS:
                 out[key][k] = sample[key]

@@ -140,21 +140,49 @@ def _worm(
     return np.concatenate([bwd[::-1], start[None, :], fwd])
 
 
-def _inside(pts: np.ndarray, shape: tuple[int, int], margin: float = 2.0) -> np.ndarray:
-    return pts[
+def _crossing_worm(
+    rng: np.random.Generator, shape: tuple[int, int], persistence: float
+) -> np.ndarray:
+    """:func:`_worm` through a uniform point of the field at a uniform angle, ``1.2`` field
+    diagonals each way (so that it crosses the field); ``persistence`` in pixels."""
+    ny, nx = shape
+    start = rng.uniform((0, 0), (ny - 1, nx - 1))
+    return _worm(rng, start, rng.uniform(0, 2 * np.pi), 1.2 * np.hypot(ny, nx), persistence)
+
+
+def _inside_mask(pts: np.ndarray, shape: tuple[int, int], margin: float = 2.0) -> np.ndarray:
+    """Points ``(N, 2)`` within ``margin`` pixels of the field."""
+    return (
         (pts[:, 0] > -margin)
         & (pts[:, 0] < shape[0] - 1 + margin)
         & (pts[:, 1] > -margin)
         & (pts[:, 1] < shape[1] - 1 + margin)
-    ]
+    )
 
 
-def _normal_offsets(path: np.ndarray, offset: float) -> np.ndarray:
-    """The path shifted by ``offset`` pixels along its local normal."""
+def _inside(pts: np.ndarray, shape: tuple[int, int], margin: float = 2.0) -> np.ndarray:
+    return pts[_inside_mask(pts, shape, margin)]
+
+
+def _normal_offsets(path: np.ndarray, offset: float | np.ndarray) -> np.ndarray:
+    """The path shifted by ``offset`` pixels (a number, or one per point) along its local
+    normal."""
     t = np.gradient(path, axis=0)
     t /= np.maximum(np.hypot(t[:, 0], t[:, 1]), 1e-12)[:, None]
     normal = np.stack([t[:, 1], -t[:, 0]], axis=1)
-    return path + offset * normal
+    return path + np.reshape(offset, (-1, 1)) * normal
+
+
+def _arc(
+    centre: np.ndarray, radius: float, start: float, extent: float, min_points: int
+) -> tuple[np.ndarray, float]:
+    """Points ``c + r (sin a, cos a)`` about every ``_STEP`` pixels (at least ``min_points``)
+    for ``a`` from ``start`` over ``extent`` rad (a full circle without its repeated end
+    point), and the arc length ``r extent / n`` each stands for."""
+    n = max(int(np.ceil(radius * extent / _STEP)), min_points)
+    a = start + np.linspace(0.0, extent, n, endpoint=extent < 2 * np.pi)
+    pts = np.asarray(centre)[None, :] + radius * np.stack([np.sin(a), np.cos(a)], axis=1)
+    return pts, radius * extent / n
 
 
 def _disc_points(centre: np.ndarray, radius: float, step: float = 0.5) -> tuple[np.ndarray, float]:
@@ -183,6 +211,32 @@ def _count(rng: np.random.Generator, mean: float, minimum: int = 1) -> int:
     return max(int(rng.poisson(max(mean, 0.0))), minimum)
 
 
+def _count_per_side(
+    rng: np.random.Generator, shape: tuple[int, int], pixel_size: float, density: float
+) -> int:
+    """Poisson count (at least 1) of mean ``density`` per um of field side ``sqrt(ny nx)``."""
+    ny, nx = shape
+    side_um = np.sqrt(ny * nx) * pixel_size / 1000.0
+    return _count(rng, density * side_um)
+
+
+def _count_per_area(
+    rng: np.random.Generator, shape: tuple[int, int], pixel_size: float, density: float
+) -> int:
+    """Poisson count (at least 1) of mean ``density`` per um^2 of field."""
+    ny, nx = shape
+    area_um2 = ny * nx * (pixel_size / 1000.0) ** 2
+    return _count(rng, density * area_um2)
+
+
+def _random_centres(
+    rng: np.random.Generator, shape: tuple[int, int], pixel_size: float, density: float
+) -> np.ndarray:
+    """:func:`_count_per_area` points ``(N, 2)`` uniform in the field (fine pixels)."""
+    n = _count_per_area(rng, shape, pixel_size, density)
+    return rng.uniform((0, 0), (shape[0] - 1, shape[1] - 1), size=(n, 2))
+
+
 # --------------------------------------------------------------------------------------------
 # Structures
 # --------------------------------------------------------------------------------------------
@@ -207,14 +261,10 @@ def microtubules(
 
     Returns float32 ``shape`` with values in ``[0, 1]``.
     """
-    ny, nx = shape
-    side_um = np.sqrt(ny * nx) * pixel_size / 1000.0
-    n = _count(rng, density * side_um)
+    n = _count_per_side(rng, shape, pixel_size, density)
     canvas = _Canvas(shape, width / pixel_size)
-    half_length = 1.2 * np.hypot(ny, nx)
     for _ in range(n):
-        start = rng.uniform((0, 0), (ny - 1, nx - 1))
-        path = _worm(rng, start, rng.uniform(0, 2 * np.pi), half_length, persistence / pixel_size)
+        path = _crossing_worm(rng, shape, persistence / pixel_size)
         canvas.add_path(_inside(path, shape), rng.uniform(*intensity))
     return _finalise(canvas.render())
 
@@ -241,10 +291,8 @@ def draw_pits(
     Returns a dict of arrays: ``centre`` (N, 2) in fine pixels (y, x), ``diameter`` (N,) nm,
     ``arc_start`` and ``arc_extent`` (N,) rad, ``fill`` (N,) and ``intensity`` (N,).
     """
-    ny, nx = shape
-    area_um2 = ny * nx * (pixel_size / 1000.0) ** 2
-    n = _count(rng, density * area_um2)
-    centre = rng.uniform((0, 0), (ny - 1, nx - 1), size=(n, 2))
+    centre = _random_centres(rng, shape, pixel_size, density)
+    n = centre.shape[0]
     diam = rng.uniform(diameter[0], diameter[1], n)
     kind = rng.random(n)
     partial = kind < p_partial
@@ -286,10 +334,8 @@ def render_pits(
         strict=True,
     ):
         r = 0.5 * d / pixel_size
-        n = max(int(np.ceil(r * ext / _STEP)), 3)
-        a = a0 + np.linspace(0.0, ext, n, endpoint=ext < 2 * np.pi)
-        ring = c[None, :] + r * np.stack([np.sin(a), np.cos(a)], axis=1)
-        canvas.add_points(ring, inten * (r * ext / n) * canvas.line_factor)
+        ring, ds = _arc(c, r, a0, ext, 3)
+        canvas.add_points(ring, inten * ds * canvas.line_factor)
         if fill > 0:
             pts, area = _disc_points(np.asarray(c), r)
             canvas.add_area(pts, fill * inten, area)
@@ -417,14 +463,10 @@ def actin(
     (``width`` = 7 to 10 nm) is below a fine pixel, so lines are drawn with a FWHM of
     ``max(width, 1 fine pixel)``. Returns float32 in ``[0, 1]``.
     """
-    ny, nx = shape
-    side_um = np.sqrt(ny * nx) * pixel_size / 1000.0
-    n = _count(rng, density * side_um)
+    n = _count_per_side(rng, shape, pixel_size, density)
     canvas = _Canvas(shape, width / pixel_size)
-    half_length = 1.2 * np.hypot(ny, nx)
     for _ in range(n):
-        start = rng.uniform((0, 0), (ny - 1, nx - 1))
-        path = _worm(rng, start, rng.uniform(0, 2 * np.pi), half_length, persistence / pixel_size)
+        path = _crossing_worm(rng, shape, persistence / pixel_size)
         path = _inside(path, shape, margin=4.0 + 4 * bundle_spacing[1] / pixel_size)
         inten = rng.uniform(*intensity)
         if path.shape[0] < 2:

@@ -20,10 +20,16 @@ from scipy import ndimage
 from .structures import (
     _STEP,
     STRUCTURES,
+    _arc,
     _Canvas,
-    _count,
+    _count_per_area,
+    _count_per_side,
+    _crossing_worm,
     _finalise,
     _inside,
+    _inside_mask,
+    _normal_offsets,
+    _random_centres,
     _worm,
 )
 
@@ -100,30 +106,17 @@ def varying_filaments(
     :func:`smooth_profile` with correlation length ``correlation`` nm; widths are rendered
     on ``n_widths`` evenly spaced levels. Returns float32 in ``[0, 1]``.
     """
-    ny, nx = shape
-    side_um = np.sqrt(ny * nx) * pixel_size / 1000.0
-    n = _count(rng, density * side_um)
+    n = _count_per_side(rng, shape, pixel_size, density)
     levels = np.linspace(width[0], width[1], max(int(n_widths), 1)) / pixel_size
     canvas = _MultiWidth(shape, levels)
-    half_length = 1.2 * np.hypot(ny, nx)
     corr = correlation / pixel_size / _STEP
     for _ in range(n):
-        start = rng.uniform((0, 0), (ny - 1, nx - 1))
-        path = _worm(rng, start, rng.uniform(0, 2 * np.pi), half_length, persistence / pixel_size)
+        path = _crossing_worm(rng, shape, persistence / pixel_size)
         inten = smooth_profile(rng, path.shape[0], corr, *brightness)
         wid = smooth_profile(rng, path.shape[0], corr, width[0], width[1]) / pixel_size
-        keep = _keep_mask(path, shape)
+        keep = _inside_mask(path, shape)
         canvas.add_path(path[keep], inten[keep], wid[keep])
     return _finalise(canvas.render())
-
-
-def _keep_mask(pts: np.ndarray, shape: tuple[int, int], margin: float = 2.0) -> np.ndarray:
-    return (
-        (pts[:, 0] > -margin)
-        & (pts[:, 0] < shape[0] - 1 + margin)
-        & (pts[:, 1] > -margin)
-        & (pts[:, 1] < shape[1] - 1 + margin)
-    )
 
 
 def bundles(
@@ -149,15 +142,11 @@ def bundles(
     (``wander < 0.5``). Line FWHM ``width``
     nm, each member's intensity uniform in ``intensity``. Returns float32 in ``[0, 1]``.
     """
-    ny, nx = shape
-    side_um = np.sqrt(ny * nx) * pixel_size / 1000.0
-    n = _count(rng, density * side_um)
+    n = _count_per_side(rng, shape, pixel_size, density)
     canvas = _Canvas(shape, width / pixel_size)
-    half_length = 1.2 * np.hypot(ny, nx)
     corr = 1000.0 / pixel_size / _STEP
     for _ in range(n):
-        start = rng.uniform((0, 0), (ny - 1, nx - 1))
-        path = _worm(rng, start, rng.uniform(0, 2 * np.pi), half_length, persistence / pixel_size)
+        path = _crossing_worm(rng, shape, persistence / pixel_size)
         path = _inside(path, shape, margin=4.0 + size[1] * spacing[1] / pixel_size)
         if path.shape[0] < 2:
             continue
@@ -168,9 +157,7 @@ def bundles(
         for i in range(members):
             g = smooth_profile(rng, path.shape[0], corr, -1.0, 1.0)
             offset = base[i] + wander * spacing[0] / pixel_size * g
-            t = np.gradient(path, axis=0)
-            t /= np.maximum(np.hypot(t[:, 0], t[:, 1]), 1e-12)[:, None]
-            member = path + offset[:, None] * np.stack([t[:, 1], -t[:, 0]], axis=1)
+            member = _normal_offsets(path, offset)
             canvas.add_path(_inside(member, shape), rng.uniform(*intensity))
     return _finalise(canvas.render())
 
@@ -189,10 +176,8 @@ def render_rings(
     canvas = _Canvas(shape, width / pixel_size)
     for c, r_nm, inten in zip(np.asarray(centres), radii, intensities, strict=True):
         r = float(r_nm) / pixel_size
-        n = max(int(np.ceil(2 * np.pi * r / _STEP)), 8)
-        a = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-        ring = np.asarray(c)[None, :] + r * np.stack([np.sin(a), np.cos(a)], axis=1)
-        canvas.add_points(ring, float(inten) * (2 * np.pi * r / n) * canvas.line_factor)
+        ring, ds = _arc(c, r, 0.0, 2 * np.pi, 8)
+        canvas.add_points(ring, float(inten) * ds * canvas.line_factor)
     return _finalise(canvas.render())
 
 
@@ -209,10 +194,8 @@ def rings(
     """Rings (vesicles, nuclear pores seen large, FtsZ rings): closed circles of radius uniform
     in ``radius`` nm at uniform random centres, Poisson number with mean ``density`` per
     um^2 (at least 1), line FWHM ``width`` nm (:func:`render_rings`)."""
-    ny, nx = shape
-    area_um2 = ny * nx * (pixel_size / 1000.0) ** 2
-    n = _count(rng, density * area_um2)
-    centres = rng.uniform((0, 0), (ny - 1, nx - 1), size=(n, 2))
+    centres = _random_centres(rng, shape, pixel_size, density)
+    n = centres.shape[0]
     radii = rng.uniform(radius[0], radius[1], n)
     inten = rng.uniform(intensity[0], intensity[1], n)
     return render_rings(shape, pixel_size, centres, radii, inten, width=width)
@@ -240,8 +223,7 @@ def network(
     Line FWHM ``max(width, 1 fine pixel)``. Returns float32 in ``[0, 1]``.
     """
     ny, nx = shape
-    area_um2 = ny * nx * (pixel_size / 1000.0) ** 2
-    n = _count(rng, density * area_um2)
+    n = _count_per_area(rng, shape, pixel_size, density)
     canvas = _Canvas(shape, width / pixel_size)
     lp = persistence / pixel_size
     for _ in range(n):
