@@ -227,3 +227,23 @@ def test_auto_otf_decay_is_the_fitted_attenuation() -> None:
     assert abs(np.log(auto["otf_decay"] / 0.2)) < np.log(1.3)
     assert auto["wiener_factor"] == 3.0
     assert cal.resolve_sim_settings({"otf_decay": 0.5}, raw, OPTICS) == {"otf_decay": 0.5}
+
+
+def test_undersampled_frames_are_undetermined_not_an_error(tmp_path) -> None:
+    """Pixels too coarse to leave a noise band beyond the OTF cutoff (520 nm, NA 1.4, 108 nm:
+    a 60x objective on a 6.5 um camera): the record says why and the Wiener stage keeps the
+    ideal OTF, instead of stopping the chain."""
+    import tifffile
+
+    from dps_stages.cli import main
+
+    coarse = Optics(wavelength=520.0, na=1.4, pixel_size=108.0)
+    frames = np.random.default_rng(0).poisson(200.0, (9, 96, 96)).astype(np.float32) + 100
+    assert cal.resolve_sim_settings({"otf_decay": "auto"}, frames, coarse) == {"otf_decay": 1.0}
+    tifffile.imwrite(tmp_path / "raw.tif", frames)
+    out = tmp_path / "o.json"
+    args = ["calibrate", str(tmp_path / "raw.tif"), str(out), "--wavelength", "520", "--na",
+            "1.4", "--pixel-size", "108"]  # fmt: skip
+    assert main(args) == 0
+    d = json.loads(out.read_text())
+    assert d["determined"] is False and d["reason"] and d["sim_settings"] == {"otf_decay": 1.0}

@@ -122,6 +122,7 @@ def test_training_simulation_of_a_calibrated_microscope(tmp_path):
     # the SIM network adapted on the acquisition's own frames restores it
     assert "dps adapt sim results/models/sim results/cells/input/raw.zarr" in dry.stdout
     assert "--model results/cells/input/models/sim" in dry.stdout
+    assert "dps infer sim results/cells/input/raw.zarr" in dry.stdout  # the frames it adapted on
     config["datasets"]["simulated"]["simulate"]["randomise"] = {"haze": 0.3}
     work = workdir_with(tmp_path / "w2", config)
     dry = snakemake("-n", "-p", cwd=work)

@@ -64,7 +64,7 @@ __all__ = ["SIM_STEPS", "SIMConsistency", "adapt_sim", "otf_attenuation_of"]
 #: CPU-scale SIMNet on one torch thread of a shared 2-core machine (benchmarks/bench_adapt.py),
 #: about 20-60 s. Chosen by quality, not time: on the real TIRF-SIM GT frames SSIM against the
 #: reference was 0.70 / 0.64 / 0.46 / 0.43 after 150 / 300 / 600 / 2000 steps (level 1: 0.41 /
-#: 0.48 / 0.49 / 0.49); longer fits the forward model's errors (/work/notes/adapt_report.md)
+#: 0.48 / 0.49 / 0.49); longer fits the forward model's errors (benchmarks/RESULTS.md, "Adaptation")
 SIM_STEPS = 300
 
 

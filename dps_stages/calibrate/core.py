@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from ._util import MIN_SIZE, as_stack
 from .camera import CameraCalibration, calibrate_camera
 from .haze import HazeCalibration, calibrate_haze
 from .otf import OTFCalibration, calibrate_otf
+
+log = logging.getLogger("dps.calibrate")
 
 __all__ = [
     "Calibration",
@@ -132,20 +135,29 @@ def resolve_sim_settings(
         kw["otf_decay"] = 1.0
         return kw
     arr = as_stack(frames)
-    camera = calibrate_camera(arr, optics)
-    params = [estimate_parameters(a, optics) for a in arr]
-    offset = camera.offset if np.isfinite(camera.offset) else None
-    kw["otf_decay"] = _otf_decay(calibrate_otf(arr, optics, params, offset=offset), optics, optics)
+    try:
+        camera = calibrate_camera(arr, optics)
+        params = [estimate_parameters(a, optics) for a in arr]
+        offset = camera.offset if np.isfinite(camera.offset) else None
+        otf = calibrate_otf(arr, optics, params, offset=offset)
+    except ValueError as exc:  # e.g. pixels too coarse for a noise band beyond the cutoff
+        log.warning("no OTF attenuation from the frames (%s); the ideal OTF is used", exc)
+        kw["otf_decay"] = 1.0
+        return kw
+    kw["otf_decay"] = _otf_decay(otf, optics, optics)
     return kw
 
 
-def undetermined(frames_shape: tuple[int, ...], optics: Optics) -> dict[str, Any]:
-    """The calibration record of frames too small to calibrate: every estimate undetermined,
-    the ideal OTF for the Wiener stage."""
+def undetermined(
+    frames_shape: tuple[int, ...], optics: Optics, reason: str | None = None
+) -> dict[str, Any]:
+    """The calibration record of frames that cannot be calibrated (too small, or ``reason``):
+    every estimate undetermined, the ideal OTF for the Wiener stage."""
     return {
         "optics": optics.to_dict(),
         "determined": False,
-        "reason": f"frames of {frames_shape[-2]} x {frames_shape[-1]} pixels; calibration "
+        "reason": reason
+        or f"frames of {frames_shape[-2]} x {frames_shape[-1]} pixels; calibration "
         f"needs at least {MIN_SIZE} x {MIN_SIZE}",
         "sim_settings": {"otf_decay": 1.0},
     }

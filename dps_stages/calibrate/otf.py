@@ -25,9 +25,6 @@ gives ``beta`` and ``A`` (nuisance parameters, and the curve of the figure), the
 ``N`` beyond ``1.1 f_c``, and the support cutoff: the largest ``q`` where ``P`` stands ``3``
 standard errors above ``N``.
 
-Haze (:func:`calibrate_haze`)
------------------------------
-The out-of-focus (smooth) background of the widefield image ``W = mean(frames) - b``: the
 """
 
 from __future__ import annotations

@@ -27,7 +27,10 @@ def _calibration(args: argparse.Namespace, raw: np.ndarray, optics: Any) -> Any:
     from dps_stages.calibrate import calibrate
 
     if args.calibration is None:
-        return calibrate(raw, optics, seed=args.seed)
+        try:
+            return calibrate(raw, optics, seed=args.seed)
+        except ValueError as exc:
+            raise io.DpsInputError(f"{args.input}: cannot calibrate the frames: {exc}") from exc
     try:
         calib = json.loads(Path(args.calibration).read_text())
     except (OSError, ValueError) as exc:
@@ -38,7 +41,9 @@ def _calibration(args: argparse.Namespace, raw: np.ndarray, optics: Any) -> Any:
 
 
 def cmd_adapt(args: argparse.Namespace) -> None:
-    """Adapt ``args.model`` to the frames of ``args.input``; write a model folder."""
+    """Adapt ``args.model`` to the frames of ``args.input``; write a model folder. A SIM
+    network (or OIDN) adapted here reconstructs these raw frames themselves in the chain (its
+    physics loss stops at the camera's noise level), not the denoiser's output."""
     import torch
 
     from dps_stages import io
@@ -69,8 +74,9 @@ def cmd_adapt(args: argparse.Namespace) -> None:
             model, history = adapt_sim(
                 model, raw, None, optics, attenuation, camera=camera, seed=args.seed, **steps
             )
-    except ValueError as exc:
-        raise io.DpsInputError(f"{args.input}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        where = args.calibration or args.input
+        raise io.DpsInputError(f"{where}: cannot adapt with this calibration: {exc!r}") from exc
     record = dict(record) | {
         "adapted": {
             "method": ADAPTABLE[args.net],

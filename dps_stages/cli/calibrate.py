@@ -39,20 +39,24 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float64)
     io.check_finite(raw, args.input)
     optics = _optics(args, meta)
+    reason = None
     if min(raw.shape[-2:]) < MIN_SIZE:
-        # too small to calibrate (a test image, a tiny crop): say so; the Wiener stage then
-        # keeps the ideal OTF, as for any undetermined attenuation
-        record = undetermined(raw.shape, optics)
-        log.warning("%s: %s; the ideal OTF is used", args.input, record["reason"])
+        reason = undetermined(raw.shape, optics)["reason"]
+    else:
+        try:
+            calib = calibrate(raw, optics, seed=args.seed)
+        except ValueError as exc:  # e.g. pixels too coarse for a noise band beyond the cutoff
+            reason = str(exc)
+    if reason is not None:
+        # not calibratable (a test image, a tiny crop, undersampled frames): say so; the
+        # Wiener stage then keeps the ideal OTF, as for any undetermined attenuation
+        record = undetermined(raw.shape, optics, reason)
+        log.warning("%s: not calibrated: %s; the ideal OTF is used", args.input, reason)
         if args.figure is not None:
             with io.atomic_path(args.figure) as tmp:
-                _note_figure(tmp, f"{args.input}: not calibrated: {record['reason']}")
+                _note_figure(tmp, f"{args.input}: not calibrated: {reason}")
         write_calibration(args.output, record)
         return
-    try:
-        calib = calibrate(raw, optics, seed=args.seed)
-    except ValueError as exc:
-        raise io.DpsInputError(f"{args.input}: {exc}") from exc
     if args.figure is not None:
         with io.atomic_path(args.figure) as tmp:
             plot_calibration(calib, tmp)

@@ -111,8 +111,6 @@ def _calibrated(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The microscope of a calibration JSON (``--calibration``) with its randomisation:
     simulation keywords, pattern and camera settings (the calibration's values win)."""
-    import json
-
     from dps_stages import io
     from dps_stages.simulate import CALIBRATED_RANDOMISE, simulate_kwargs_from_calibration
 
@@ -125,7 +123,10 @@ def _calibrated(
             f"{args.calibration}: the acquisition could not be calibrated "
             f"({calib.get('reason', 'undetermined')}); simulate without --calibration"
         )
-    kw = simulate_kwargs_from_calibration(calib, optics)
+    try:
+        kw = simulate_kwargs_from_calibration(calib, optics)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise io.DpsInputError(f"{args.calibration}: not a usable calibration: {exc}") from exc
     pattern = pattern | kw.pop("pattern_kw", {})
     noise = noise | kw.pop("noise_kw", {})
     kw["randomise"] = CALIBRATED_RANDOMISE if args.randomise is None else args.randomise

@@ -202,11 +202,3 @@ class NetworkSpec:
     def loss_defaults(self) -> dict[str, float]:
         """Its loss weights by config key, at their defaults."""
         return {t.key: t.default for t in self.loss_terms}
-
-    def config_defaults(self) -> dict[str, Any]:
-        """The defaults of its ``networks.<net>`` block (what the schema fills in)."""
-        out: dict[str, Any] = {"model": None, "width": None, "depth": None, "blocks": None}
-        out |= {k: getattr(self.defaults, k) for k in ("steps", "batch", "patch", "lr")}
-        out["loss"] = self.loss_defaults()
-        out |= {s.key: s.default for s in self.settings}
-        return out

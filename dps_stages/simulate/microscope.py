@@ -428,7 +428,7 @@ def simulate_kwargs_from_calibration(
     a, s = otf.get("attenuation"), otf.get("attenuation_sigma")
     if _finite(a) and float(a) > 0:
         a = min(float(a), 1.0)
-        ok = not _finite(s) or float(s) / a <= max_rel_sigma
+        ok = _finite(s) and float(s) / a <= max_rel_sigma  # null sigma: undetermined
         out["otf_attenuation"] = float(a ** (optics.cutoff / cutoff_cal)) if ok else 1.0
     elif _finite((calib.get("sim_settings") or {}).get("otf_decay")):
         out["otf_attenuation"] = float(min(calib["sim_settings"]["otf_decay"], 1.0))

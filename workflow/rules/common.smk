@@ -180,8 +180,10 @@ def net_stages(ds):
     if kind == "raw":
         return {
             "raw_dn": ("denoise", "raw", model_dir("denoise")),
-            "sim_dps": ("sim", "raw_dn", model_dir("sim")),
-            "sim_oidn": ("oidn", "raw_dn", model_dir("oidn")),
+            # an adapted SIM network reconstructs the raw frames it was adapted on (its physics
+            # loss stops at the camera's noise level: it denoises as it reconstructs)
+            "sim_dps": ("sim", "raw" if "sim" in adapted(ds) else "raw_dn", model_dir("sim")),
+            "sim_oidn": ("oidn", "raw" if "oidn" in adapted(ds) else "raw_dn", model_dir("oidn")),
             "sim_ar": ("artifact", ARTIFACT_INPUT, model_dir("artifact")),
             "sim_dbpn": ("resudbpn", "sim_ar_bg", model_dir("resudbpn")),
         }
@@ -489,6 +491,19 @@ def train_sim_options(net):
         "--background-radius", config["background"]["radius"],
     ]  # fmt: skip
     return shlex.join(str(a) for a in args)
+
+
+def calibration_input(ds, level):
+    """The calibration the Wiener stage reads: with `sim.otf_decay: auto` only."""
+    if config["sim"]["otf_decay"] != "auto":
+        return []
+    return f"{RESULTS}/{ds}/{level}/calibration.json"
+
+
+def calibration_option(w):
+    """`--calibration FILE` (quoted) when the Wiener stage reads the calibration."""
+    path = calibration_input(w.ds, w.level)
+    return shlex.join(["--calibration", path]) if path else ""
 
 
 def adapted(ds):

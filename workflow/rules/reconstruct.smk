@@ -34,7 +34,7 @@ rule calibrate:
 rule sim_reconstruct:
     input:
         frames=lambda w: stage_path(w.ds, w.level, SIM_WIENER[w.wiener_stage]),
-        calibration=f"{RESULTS}/{{ds}}/{{level}}/calibration.json",
+        calibration=lambda w: calibration_input(w.ds, w.level),
     output:
         directory(f"{RESULTS}/{{ds}}/{{level}}/{{wiener_stage}}.zarr"),
     log:
@@ -45,6 +45,7 @@ rule sim_reconstruct:
         wiener=config["sim"]["wiener"],
         wiener_factor=config["sim"]["wiener_factor"],
         otf_decay=config["sim"]["otf_decay"],
+        calibration=calibration_option,
         local_wiener=config["sim"]["local_wiener"],
         wavelength=lambda w: optics(w.ds)["wavelength"],
         na=lambda w: optics(w.ds)["na"],
@@ -52,7 +53,7 @@ rule sim_reconstruct:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps sim-reconstruct {input.frames:q} {output:q} --calibration {input.calibration:q} "
+        "dps sim-reconstruct {input.frames:q} {output:q} {params.calibration} "
         "--wiener {params.wiener:q} "
         "--wiener-factor {params.wiener_factor:q} --otf-decay {params.otf_decay:q} "
         "--local-wiener {params.local_wiener:q} --wavelength {params.wavelength:q} "
