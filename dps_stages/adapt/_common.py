@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dps_stages.calibrate._util import raw_stack
 from dps_stages.inference import percentile_range
 
 __all__ = ["NoiseModel", "as_stack", "fine_tune", "normalised_stack"]
@@ -17,12 +18,7 @@ __all__ = ["NoiseModel", "as_stack", "fine_tune", "normalised_stack"]
 
 def as_stack(frames: Any) -> np.ndarray:
     """Raw 2D-SIM frames as a float32 ``(n, 9, y, x)`` stack (``(9, y, x)`` is ``n = 1``)."""
-    arr = np.asarray(frames, dtype=np.float32)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[1] != 9:
-        raise ValueError(f"raw 2D-SIM frames must be (9, y, x) or (n, 9, y, x); got {arr.shape}")
-    return arr
+    return raw_stack(frames, np.float32)
 
 
 def normalised_stack(stack: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:

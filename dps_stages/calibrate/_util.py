@@ -11,12 +11,19 @@ NOISE_Q = 1.1  # noise measured beyond this fraction of the OTF cutoff
 MIN_SNR = 10.0  # overlap bins used: zero-band power this many sigma above its noise
 
 
-def as_stack(frames: Any) -> np.ndarray:
-    arr = np.asarray(frames, dtype=np.float64)
+def raw_stack(frames: Any, dtype: Any = np.float64) -> np.ndarray:
+    """Raw 2D-SIM frames as an ``(n, 9, y, x)`` array (``(9, y, x)`` is ``n = 1``)."""
+    arr = np.asarray(frames, dtype=dtype)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[1] != 9:
         raise ValueError(f"raw 2D-SIM frames must be (9, y, x) or (n, 9, y, x); got {arr.shape}")
+    return arr
+
+
+def as_stack(frames: Any) -> np.ndarray:
+    """:func:`raw_stack` in float64, at least ``MIN_SIZE`` pixels on a side."""
+    arr = raw_stack(frames)
     if arr.shape[2] < MIN_SIZE or arr.shape[3] < MIN_SIZE:
         raise ValueError(
             f"calibration needs frames of at least {MIN_SIZE} x {MIN_SIZE} pixels; got {arr.shape}"
