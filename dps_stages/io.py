@@ -386,8 +386,8 @@ def check_distinct(
         for in_label, source in resolved_in.items():
             if target == source:
                 raise DpsInputError(
-                    f"{out}: the output ({out_label}) is the input ({in_label}); writing it "
-                    "would replace your data: choose another output path"
+                    f"{out}: the output ({out_label}) is the input ({in_label}); an output "
+                    "must not replace its source (your data): choose another output path"
                 )
             if source in target.parents or target in source.parents:
                 raise DpsInputError(

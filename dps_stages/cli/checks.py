@@ -109,10 +109,14 @@ def _check_simulate(args: argparse.Namespace) -> None:
 
 
 def check_radius(radius: float, shape: tuple[int, ...], path: Any, flag: str = "--radius") -> None:
-    """A rolling-ball radius at most the image's larger side: a larger ball fits under every
-    pixel alike (the background is then one plane) and its kernel grows as radius^2."""
+    """A rolling-ball radius at most the image's larger side (or the configured default,
+    which the workflow uses on images of any size): a larger ball fits under every pixel alike
+    (the background is then one plane) while its kernel grows as radius^2 (1e6 pixels would
+    need 466 GiB)."""
+    from dps_stages import settings
+
     side = max(shape[-2:])
-    if radius > side:
+    if radius > max(side, settings.default("background.radius")):
         raise DpsInputError(
             f"{path}: {flag} {radius:g} pixels is larger than the image ({shape[-2]} x "
             f"{shape[-1]}); use a radius larger than the objects but smaller than the image"
