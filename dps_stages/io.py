@@ -13,6 +13,7 @@ ever opened read-only.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -50,6 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
@@ -63,6 +65,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the ``.<name>.tmp-*`` siblings of ``path`` left by earlier killed writes.
+
+    One output is written by one job at a time (the workflow's rule, or one ``dps`` command),
+    so a temporary of the same output found before a new write belongs to a dead writer.
+    Returns the paths removed.
+    """
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
 
 
 def _jsonable(value: Any) -> Any:
@@ -159,7 +179,7 @@ def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
     path = Path(path)
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
-        return da.from_zarr(node), dict(node.attrs)
+        return _lazy(node, path), dict(node.attrs)
     attrs = dict(node.attrs)
     names = list(node.array_keys())
     if IMAGE_ARRAY in names:
@@ -175,7 +195,30 @@ def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
             f"{path}: Zarr group holds arrays {sorted(names)}; expected one named "
             f"'{IMAGE_ARRAY}', a single array, or OME-Zarr multiscales"
         )
-    return da.from_zarr(node[name]), attrs
+    return _lazy(node[name], path), attrs
+
+
+class _NamedChunks:
+    """A read-only view of a Zarr array whose chunk-read failures (a corrupt or missing chunk,
+    found only when the data stream through) raise :class:`DpsInputError` naming the store."""
+
+    def __init__(self, array: zarr.Array, path: Path) -> None:
+        self.array, self.path = array, path
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return self.array[key]
+        except Exception as exc:  # blosc, zstd, JSON, OSError: the store is damaged
+            raise DpsInputError(
+                f"{self.path}: corrupt or unreadable Zarr chunk ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+def _lazy(array: zarr.Array, path: Path) -> da.Array:
+    """A dask array over ``array``, one dask chunk per Zarr chunk, errors naming ``path``."""
+    chunks = array.chunks if array.ndim else ()
+    return da.from_array(_NamedChunks(array, path), chunks=chunks, asarray=True, fancy=False)
 
 
 def _ome_pixel_size(multiscale: Mapping[str, Any]) -> float | None:
@@ -216,6 +259,13 @@ def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
+    """Read an image (see :func:`_read_image`) and refuse a dtype that is not a real number."""
+    arr, meta = _read_image(path)
+    check_dtype(arr, path)
+    return arr, meta
+
+
+def _read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
     """Read an image or stack from a TIFF, a folder of per-frame TIFFs, Zarr or OME-Zarr.
 
     Returns the array (numpy for TIFF, lazy dask for Zarr) and a dict with at least ``path``
@@ -267,6 +317,86 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
             return tif.asarray(), _tiff_pixel_size(tif)
     except Exception as exc:  # tifffile raises many kinds for a damaged file
         raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
+
+
+def check_dtype(arr: np.ndarray | da.Array, path: str | os.PathLike) -> None:
+    """Accept integer and floating-point pixels; refuse complex, bool and anything else, which
+    a float conversion would silently change (the imaginary part dropped, masks as 0/1)."""
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind == "c":
+        raise DpsInputError(
+            f"{path}: complex pixels ({dtype}); expected real intensities (take the magnitude "
+            "or the real part yourself)"
+        )
+    if dtype.kind == "b":
+        raise DpsInputError(f"{path}: boolean pixels (a mask?); expected intensities")
+    if dtype.kind not in "iuf":
+        raise DpsInputError(f"{path}: pixels of type {dtype}; expected integer or float values")
+
+
+def _finite_block(block: np.ndarray, path: str) -> np.ndarray:
+    check_finite(block, path)
+    return block
+
+
+def check_image(
+    arr: np.ndarray | da.Array,
+    path: str | os.PathLike,
+    *,
+    min_size: int = 8,
+    finite: bool = True,
+) -> np.ndarray | da.Array:
+    """The checks every command makes on an input image before using it.
+
+    Refuses a dtype that is not a real number (:func:`check_dtype`), fewer than 2 axes, an
+    image under ``min_size`` pixels along y or x, and (``finite``) NaN or infinite pixels.
+    A numpy array is checked now; a dask array (a Zarr store) is checked tile by tile as it
+    streams, so the error comes while the output is still a temporary that is then removed.
+    Returns ``arr`` (for dask, the checking view of it).
+    """
+    check_dtype(arr, path)
+    shape = tuple(arr.shape)
+    if len(shape) < 2:
+        raise DpsInputError(f"{path}: expected an image (y, x); got shape {shape}")
+    if min(shape[-2:]) < min_size:
+        raise DpsInputError(
+            f"{path}: images of {shape[-2]} x {shape[-1]} pixels are too small for this "
+            f"command; it needs at least {min_size} x {min_size}"
+        )
+    if 0 in shape:
+        raise DpsInputError(f"{path}: the image holds no pixels (shape {shape})")
+    if finite:
+        if isinstance(arr, da.Array):
+            return arr.map_blocks(_finite_block, str(path), dtype=arr.dtype)
+        check_finite(np.asarray(arr), path)
+    return arr
+
+
+def check_distinct(
+    inputs: Mapping[str, str | os.PathLike], outputs: Mapping[str, str | os.PathLike]
+) -> None:
+    """Refuse an output that resolves to an input, lies inside one (a Zarr store or a folder of
+    TIFFs), or holds one, and two outputs on the same path: writing it would replace or
+    change the user's data. ``inputs`` and ``outputs`` map a label (the argument) to a path.
+    """
+    resolved_in = {label: Path(p).resolve() for label, p in inputs.items()}
+    seen: dict[Path, str] = {}
+    for out_label, out in outputs.items():
+        target = Path(out).resolve()
+        for in_label, source in resolved_in.items():
+            if target == source:
+                raise DpsInputError(
+                    f"{out}: the output ({out_label}) is the input ({in_label}); an output "
+                    "must not replace its source (your data): choose another output path"
+                )
+            if source in target.parents or target in source.parents:
+                raise DpsInputError(
+                    f"{out}: the output ({out_label}) and the input {source} ({in_label}) "
+                    "are inside one another; choose an output outside the input"
+                )
+        if target in seen:
+            raise DpsInputError(f"{out}: given as both {seen[target]} and {out_label}")
+        seen[target] = out_label
 
 
 def check_finite(arr: np.ndarray, path: str | os.PathLike) -> None:

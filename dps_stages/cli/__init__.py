@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dps_stages import __version__
 from dps_stages.cli import adapt, calibrate, reconstruct, stages
@@ -45,19 +46,83 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``dps`` command; 0 on success, 2 on a bad input (message on stderr)."""
+    """Run one ``dps`` command; 0 on success, 2 on a bad input (message on stderr).
+
+    The command boundary: the arguments pass :func:`.checks.check_args` first; then any
+    failure of the command on its data (a :class:`DpsInputError`, an I/O error such as an
+    unwritable output or a missing file, a corrupt Zarr chunk found while streaming, a
+    ``ValueError`` of the science on degenerate input, memory) ends in one line
+    ``dps <command>: error: <file>: <problem>`` and exit 2, and the outputs the command had
+    created are removed (each write is atomic, so a failed one leaves only its temporary,
+    which :func:`dps_stages.io.atomic_path` removes). ``-v`` also logs the traceback.
+    """
+    from dps_stages.cli import checks
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    outputs = checks.output_paths(args)
+    existed = {p for p in outputs.values() if p.exists() or p.is_symlink()}
     try:
+        checks.check_args(args)
         args.func(args)
-    except DpsInputError as exc:
-        print(f"dps {args.command}: error: {exc}", file=sys.stderr)
+    except _FAILURES as exc:
+        if args.verbose:
+            logging.getLogger("dps").exception("dps %s failed", args.command)
+        _remove_new_outputs(outputs.values(), existed)
+        print(f"dps {args.command}: error: {_message(exc, args)}", file=sys.stderr)
         return 2
     return 0
+
+
+#: what a command's data can raise: bad input, I/O (unwritable, missing, disk full), corrupt
+#: stores, degenerate data for the science (ValueError, ZeroDivisionError), torch's and blosc's
+#: RuntimeError, a missing key of a damaged store's attributes, and an impossible allocation
+_FAILURES = (
+    DpsInputError, OSError, ValueError, RuntimeError, KeyError, ArithmeticError, MemoryError,
+)  # fmt: skip
+
+
+def _message(exc: BaseException, args: argparse.Namespace) -> str:
+    """``<file>: <problem>``: the file the error names, else the command's main input."""
+    if isinstance(exc, DpsInputError):
+        return str(exc)
+    text = str(exc) if not isinstance(exc, KeyError) else f"missing entry {exc}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = exc.strerror or text
+        where = exc.filename
+    else:
+        from dps_stages.cli.checks import input_paths
+
+        named = [str(p) for p in input_paths(args).values()] + [
+            str(p) for p in vars(args).values() if isinstance(p, Path)
+        ]
+        for name in named:
+            if name and text.startswith(name):  # "<file> does not exist" and the like
+                return f"{name}: {text[len(name) :].lstrip(': ')}"
+        for name in named:
+            if name and name in text:
+                return f"{name}: {type(exc).__name__}: {text}"
+        where = next(iter(input_paths(args).values()), None) or "input"
+    if isinstance(exc, MemoryError):
+        text = f"not enough memory ({text or 'allocation failed'}); a flag too large?"
+    return f"{where}: {type(exc).__name__}: {text}"
+
+
+def _remove_new_outputs(outputs, existed: set[Path]) -> None:
+    """Remove the outputs a failed command created (those that did not exist before it)."""
+    import shutil
+
+    for path in outputs:
+        if path in existed or not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def cmd_adapt(args: argparse.Namespace) -> None:
     model, record = load_model(args.model, expect=args.net)
     arr, meta = io.read_image(args.input)
     raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float32)
-    io.check_finite(raw, args.input)
+    io.check_image(raw, args.input, min_size=16)
     optics = _optics(args, meta)
     calib = _calibration(args, raw, optics)
     steps = {} if args.steps is None else {"steps": args.steps}

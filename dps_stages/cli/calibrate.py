@@ -37,7 +37,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         raise io.DpsInputError(f"{args.figure}: the figure and the JSON must differ")
     arr, meta = io.read_image(args.input)
     raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float64)
-    io.check_finite(raw, args.input)
+    io.check_image(raw, args.input, min_size=16)
     optics = _optics(args, meta)
     reason = None
     if min(raw.shape[-2:]) < MIN_SIZE:

@@ -177,7 +177,7 @@ def cmd_identify_psf(args: argparse.Namespace) -> None:
 
     arr, meta = io.read_image(args.image)
     images = np.asarray(io.as_image_stack(arr, args.image), dtype=np.float32)
-    io.check_finite(images, args.image)
+    io.check_image(images, args.image, min_size=16)
     model, record = load_model(args.model, expect="psfid", device=select_device(args.device))
     pixel = args.pixel_size or meta.get("pixel_size")
     fc = theta = None
@@ -255,6 +255,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
         arr = io.as_raw_sim(arr, args.input)
     else:
         arr = io.as_image_stack(arr, args.input)
+    arr = io.check_image(arr, args.input, min_size=16 if model.in_channels > 1 else 8)
     pixel = args.pixel_size or meta.get("pixel_size")
     if args.net == "resudbpn":
         check_pixel_size(record, pixel, str(args.input))
@@ -286,7 +287,10 @@ def cmd_restore(args: argparse.Namespace) -> None:
     else:
         arr = io.as_image_stack(arr, args.input)
     image = np.asarray(arr, dtype=np.float32)
-    io.check_finite(image, args.input)
+    io.check_image(image, args.input, min_size=16 if args.kind == "raw" else 8)
+    from dps_stages.cli.checks import check_radius
+
+    check_radius(args.background_radius, image.shape, args.input, "--background-radius")
     optics = _optics(args, meta)
     out, info = restore(
         image,

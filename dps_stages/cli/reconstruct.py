@@ -57,7 +57,7 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     arr, meta = io.read_image(args.input)
     raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float32)
-    io.check_finite(raw, args.input)
+    io.check_image(raw, args.input, min_size=16)
     optics = _optics(args, meta)
     kw = wiener_kw(args)
     if kw["otf_decay"] == "auto":
@@ -94,7 +94,7 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     arr, meta = io.read_image(args.input)
     images = np.asarray(io.as_image_stack(arr, args.input), dtype=np.float32)
-    io.check_finite(images, args.input)
+    io.check_image(images, args.input)
     pixel_size = args.pixel_size or meta.get("pixel_size")
     psf = _psf_for(args, pixel_size, images.shape)
     iterations = args.iterations or settings.default(f"deconvolution.{args.method}.iterations")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dps_stages.cli.checks import check_radius
 from dps_stages.cli.common import (
     _add_optics,
     _count,
@@ -174,6 +175,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         arr = io.as_raw_sim(arr, args.input)
     else:
         arr = io.as_image_stack(arr, args.input)
+    io.check_image(arr, args.input, min_size=16 if args.kind == "raw" else 8, finite=False)
     arr = da.asarray(arr).astype(np.float32)
     if not bool(da.isfinite(arr).all().compute()):
         raise DpsInputError(f"{args.input}: holds NaN or infinite pixels; expected finite values")
@@ -202,6 +204,8 @@ def cmd_background(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     arr, meta = io.read_image(args.input)
+    arr = io.check_image(arr, args.input)
+    check_radius(args.radius, arr.shape, args.input)
     out = subtract_background_tiled(arr, args.radius, tile=args.tile)
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps")}
     attrs.update({"source": str(args.input), "stage": args.stage or "background"})
@@ -214,9 +218,11 @@ def cmd_background(args: argparse.Namespace) -> None:
 
 
 def cmd_decorrelation(args: argparse.Namespace) -> None:
+    from dps_stages import io
     from dps_stages.metrics import decorrelation
 
     image, meta = _read_2d(args.image)
+    io.check_image(image, args.image, min_size=32)
     pixel_size = args.pixel_size or meta.get("pixel_size")
     res = decorrelation(image, pixel_size=pixel_size, n_r=args.n_r, n_g=args.n_g)
     out = {k: v for k, v in res.to_dict().items() if not isinstance(v, (list, np.ndarray))}
@@ -225,6 +231,7 @@ def cmd_decorrelation(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from dps_stages import io
     from dps_stages.metrics import compare
 
     cand, _ = _read_2d(args.candidate)
@@ -234,7 +241,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
             f"{args.candidate}: shape {cand.shape} differs from the reference "
             f"{args.reference} {ref.shape}"
         )
-    out = {k: float(v) for k, v in compare(cand, ref).items()}
+    io.check_image(ref, args.reference, min_size=8)
+    if np.ptp(ref) == 0:
+        raise DpsInputError(f"{args.reference}: the reference is constant; PSNR and SSIM "
+                            "against it are undefined")  # fmt: skip
+    out: dict[str, Any] = {k: float(v) for k, v in compare(cand, ref).items()}
+    if np.ptp(cand) == 0:
+        out["warning"] = "the candidate is constant: it holds no image"
+        log.warning("%s: the candidate is constant", args.candidate)
     out.update({"candidate": str(args.candidate), "reference": str(args.reference)})
     print(json.dumps(out, indent=2))
 
@@ -277,7 +291,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from dps_stages import io
 
     arr, meta = io.read_image(args.input)
-    image = np.asarray(arr, dtype=np.float32)
+    image = np.asarray(io.check_image(arr, args.input, min_size=1), dtype=np.float32)
     attrs = {k: v for k, v in meta.items() if k != "path"}
     if args.ome_zarr:
         io.write_ome_zarr(args.ome_zarr, image, meta.get("pixel_size"), attrs)
