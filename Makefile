@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_deconvolution.py
 	$(BIN)/python benchmarks/bench_sim.py
 	$(BIN)/python benchmarks/bench_psf_id.py
+	$(BIN)/python benchmarks/bench_calibration.py
 	$(BIN)/python benchmarks/bench_networks.py --speed
 	@echo "after 'make run': python benchmarks/bench_networks.py --run results"
 
