@@ -162,7 +162,12 @@ def test_tiny_pipeline_end_to_end(tmp_path):
               "sim_wiener", "sim_sparse", "widefield_rl_id", "raw_dn", "sim_dn_wiener",
               "sim_dps", "sim_oidn", "sim_ar", "sim_ar_bg", "sim_dbpn"}  # fmt: skip
     assert set(table["stage"]) == stages
-    assert len(table) == 2 * len(stages) * 2  # levels x stages x images
+    # every stage against the object truth of its grid (levels x stages x images); the SIM
+    # grid's stages also against the SIM-passband truth
+    assert len(table[table["truth"] == "object"]) == 2 * len(stages) * 2
+    sim_grid = set(table.loc[table["grid"] == "2x", "stage"])
+    passband = table[table["truth"] == "sim_passband"]
+    assert set(passband["stage"]) == sim_grid and len(passband) == 2 * len(sim_grid) * 2
     assert table["psnr"].notna().all() and table["resolution_nm"].notna().all()
     gains = table.loc[table["stage"] == "widefield_bg", "resolution_gain"]
     assert gains.notna().all()
