@@ -18,7 +18,7 @@ from dps_stages.background import subtract_background_tiled
 from dps_stages.optics import Optics
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "vdl-sim-microtubules"
-CACHE = Path(os.environ.get("ANOMALY_CACHE", "/work/notes/anomaly_cache"))
+CACHE = Path(os.environ.get("ANOMALY_CACHE", "benchmarks/out/anomaly_cache"))
 LEVELS = ("0.1", "0.2", "0.3", "0.4", "0.5", "1", "1.5", "2.5", "3.5", "GT")
 OPTICS = Optics(wavelength=670.0, na=1.49, pixel_size=60.0, modulation_factor=1.9)
 SIM_KW = {"wiener": "auto", "wiener_factor": 6.0, "otf_decay": 0.1, "local_wiener": 1.5}
