@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -70,16 +71,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     _threads(args)
     spec = get(args.net)
     arch = _arch(args)
-    settings = training.TrainSettings(
-        steps=args.steps,
-        batch=args.batch,
-        patch=args.patch,
-        lr=args.lr,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        validate_every=args.validate_every,
-        device=args.device,
-    )
+    # every training setting is the flag of the same name
+    fields = dataclasses.fields(training.TrainSettings)
+    settings = training.TrainSettings(**{f.name: getattr(args, f.name) for f in fields})
     simulated, optics = False, None
     if spec.data != "generated":
         if args.data is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dps_stages import pairs
-from dps_stages.nets.resunet import ResUNet
+from dps_stages.nets.resunet import BACKBONE_PAPER, BACKBONE_SMALL, ResUNet
 from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "ArtifactNet"]
@@ -22,7 +22,7 @@ class ArtifactNet(ResUNet):
 
     def __init__(self, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
         super().__init__(1, 1, width=width, depth=depth, blocks=blocks, residual=True)
-        self.arch = {"width": width, "depth": depth, "blocks": blocks}
+        self.arch = self.init_arguments()
 
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
@@ -56,8 +56,8 @@ SPEC = NetworkSpec(
     id=3,
     cls=ArtifactNet,
     # CPU scale: 144 k parameters, halo 24; paper scale: 17.19 M, halo 96
-    small={"width": 16, "depth": 2, "blocks": 1},
-    paper={"width": 64, "depth": 3, "blocks": 2},
+    small=dict(BACKBONE_SMALL),
+    paper=dict(BACKBONE_PAPER),
     summary="SIM image with artifacts -> artifact-free image (1x)",
     pairs=_pairs,
     loss=_loss,
