@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from dps_stages import pairs
-from dps_stages.nets.resunet import BACKBONE_PAPER, BACKBONE_SMALL, ResUNet
-from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.resunet import ResUNet, backbone_presets
+from dps_stages.nets.spec import SSIM_TERM, TARGET, LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "ArtifactNet"]
 
@@ -56,14 +56,13 @@ SPEC = NetworkSpec(
     id=3,
     cls=ArtifactNet,
     # CPU scale: 144 k parameters, halo 24; paper scale: 17.19 M, halo 96
-    small=dict(BACKBONE_SMALL),
-    paper=dict(BACKBONE_PAPER),
+    **backbone_presets(),
     summary="SIM image with artifacts -> artifact-free image (1x)",
     pairs=_pairs,
     loss=_loss,
     loss_terms=(
         LossTerm("perceptual", 1.0, "--w-perceptual", "weight of the VGG16 feature loss"),
-        LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM"),
+        SSIM_TERM,
     ),
     inputs=frozenset({"denoise_model", "sim_model", "sim_options", "vgg16_weights"}),
     settings=(TARGET,),

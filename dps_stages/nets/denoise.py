@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from dps_stages import pairs
-from dps_stages.nets.resunet import BACKBONE_PAPER, BACKBONE_SMALL, ResUNet
+from dps_stages.nets.resunet import ResUNet, backbone_presets
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "DenoiseNet"]
@@ -46,8 +46,7 @@ SPEC = NetworkSpec(
     id=1,
     cls=DenoiseNet,
     # CPU scale: 146 k parameters, halo 24; paper scale: 17.20 M, halo 96
-    small={"frames": 9, **BACKBONE_SMALL},
-    paper={"frames": 9, **BACKBONE_PAPER},
+    **backbone_presets(frames=9),
     summary="9 raw SIM frames -> 9 denoised frames (1x)",
     pairs=_pairs,
     loss=_loss,
