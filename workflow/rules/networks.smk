@@ -58,6 +58,8 @@ rule identify_psf:
         modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
         device=NET["device"],
     threads: NET["threads"]
+    resources:
+        gpu=1,  # used when visible (device auto or cuda): one GPU each on a cluster
     conda:
         "../../envs/dps.yaml"
     shell:
@@ -132,6 +134,8 @@ rule infer:
         tile=NET["tile"],
         device=NET["device"],
     threads: NET["threads"]
+    resources:
+        gpu=1,  # used when visible (device auto or cuda): one GPU each on a cluster
     conda:
         "../../envs/dps.yaml"
     shell:
