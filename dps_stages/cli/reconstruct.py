@@ -89,27 +89,28 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
 def cmd_deconvolve(args: argparse.Namespace) -> None:
     """Richardson-Lucy or sparse-Hessian deconvolution, image by image."""
     from dps_stages import io
-    from dps_stages.deconvolution import richardson_lucy, sparse_hessian
+    from dps_stages.cli.common import _progress
+    from dps_stages.deconvolution import deconvolution_halo, deconvolve_tiled
 
     t0 = time.perf_counter()
-    arr, meta = io.read_image(args.input)
-    images = np.asarray(io.as_image_stack(arr, args.input), dtype=np.float32)
-    io.check_image(images, args.input)
+    arr, meta = io.read_image(args.input, lazy=True, tile=args.tile)
+    images = io.as_image_stack(arr, args.input)
+    images = io.check_image(images, args.input)  # a lazy stack is checked as it streams
     pixel_size = args.pixel_size or meta.get("pixel_size")
     psf = _psf_for(args, pixel_size, images.shape)
     iterations = args.iterations or settings.default(f"deconvolution.{args.method}.iterations")
-    out = np.empty_like(images)
-    for i, image in enumerate(images):
-        if args.method == "rl":
-            out[i] = richardson_lucy(image, psf, iterations=iterations)
-        else:
-            out[i] = sparse_hessian(image, psf=psf, fidelity=args.fidelity,
-                                    sparsity=args.sparsity, iterations=iterations)  # fmt: skip
-        log.info("image %d/%d deconvolved (%s)", i + 1, len(images), args.method)
+    kw = {} if args.method == "rl" else {"fidelity": args.fidelity, "sparsity": args.sparsity}
+    halo = deconvolution_halo(psf, args.method)
+    out = deconvolve_tiled(images, psf, method=args.method, tile=args.tile, halo=halo,
+                           iterations=iterations, **kw)  # fmt: skip
+    log.info("%d images, %s, tiles of %d pixels with a halo of %d", images.shape[0],
+             args.method, args.tile, halo)  # fmt: skip
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
     attrs.update({"source": str(args.input), "stage": args.stage or args.method,
                   "pixel_size": pixel_size, "psf": str(args.psf)})  # fmt: skip
-    _write_any(args.output, out, attrs | _provenance("deconvolve", args, t0))
+    with _progress():
+        _write_any(args.output, out, attrs | _provenance("deconvolve", args, t0),
+                   tile=args.tile)  # fmt: skip
 
 
 def add_parsers(sub) -> None:
@@ -141,6 +142,8 @@ def add_parsers(sub) -> None:
             help="sparse: fidelity weight")  # fmt: skip
     _option(p, "--sparsity", key="deconvolution.sparse.sparsity", type=_non_negative,
             help="sparse: L1 weight")  # fmt: skip
+    _option(p, "--tile", key="tile", type=_count,
+            help="tile side (pixels), each deconvolved with a halo sized from the PSF")  # fmt: skip
     p.add_argument("--stage", help="name recorded in the output's attributes")
     _add_optics(p)
     p.set_defaults(func=cmd_deconvolve)
