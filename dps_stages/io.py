@@ -258,18 +258,26 @@ def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
     return None if to_nm is None else float(to_nm / per_unit)
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
-    """Read an image (see :func:`_read_image`) and refuse a dtype that is not a real number."""
-    arr, meta = _read_image(path)
+def read_image(
+    path: str | os.PathLike, *, lazy: bool = False, tile: int = 1024
+) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
+    """Read an image (see :func:`_read_image`) and refuse a dtype that is not a real number.
+
+    ``lazy``: a TIFF (or folder of TIFFs) is opened as a dask array read tile by tile
+    (``tile`` pixels along y and x) instead of being loaded whole; Zarr is always lazy.
+    """
+    arr, meta = _read_image(path, lazy=lazy, tile=tile)
     check_dtype(arr, path)
     return arr, meta
 
 
-def _read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
+def _read_image(
+    path: str | os.PathLike, *, lazy: bool = False, tile: int = 1024
+) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
     """Read an image or stack from a TIFF, a folder of per-frame TIFFs, Zarr or OME-Zarr.
 
-    Returns the array (numpy for TIFF, lazy dask for Zarr) and a dict with at least ``path``
-    and ``pixel_size`` (nm, or None when the file does not say).
+    Returns the array (numpy for TIFF unless ``lazy``, lazy dask for Zarr) and a dict with at
+    least ``path`` and ``pixel_size`` (nm, or None when the file does not say).
 
     A folder of TIFFs is read in natural order (``x_2`` before ``x_10``) and stacked on a new
     first axis; all frames must share one shape.
@@ -294,16 +302,17 @@ def _read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[st
         )
         if not files:
             raise DpsInputError(f"{path}: folder holds no .tif/.tiff files and is not Zarr")
-        frames = [_read_tiff(f)[0] for f in files]
+        read = (lambda f: _open_tiff(f, tile)) if lazy else _read_tiff
+        frames = [read(f)[0] for f in files]
         shapes = {f.shape for f in frames}
         if len(shapes) != 1:
             detail = ", ".join(f"{p.name}: {a.shape}" for p, a in zip(files, frames, strict=True))
             raise DpsInputError(f"{path}: frames differ in shape ({detail})")
-        meta["pixel_size"] = _read_tiff(files[0])[1]
+        meta["pixel_size"] = read(files[0])[1]
         meta["files"] = [f.name for f in files]
-        return np.stack(frames), meta
+        return (da.stack(frames) if lazy else np.stack(frames)), meta
     if path.suffix.lower() in TIFF_SUFFIXES:
-        arr, px = _read_tiff(path)
+        arr, px = _open_tiff(path, tile) if lazy else _read_tiff(path)
         meta["pixel_size"] = px
         return arr, meta
     raise DpsInputError(
@@ -317,6 +326,100 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
             return tif.asarray(), _tiff_pixel_size(tif)
     except Exception as exc:  # tifffile raises many kinds for a damaged file
         raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
+
+
+class _ContiguousTiff:
+    """Read-only array view of the uncompressed, contiguous image data of a TIFF series: a
+    slice reads only the rows (and, within them, the columns) it needs with ``os.pread``, so
+    neither the whole file nor a memory map of it is ever held (a mapping's pages would count
+    in the process's memory)."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.offset = path, int(offset)
+        self.file_dtype = np.dtype(dtype)
+        self.shape, self.dtype, self.ndim = tuple(shape), dtype.newbyteorder("="), len(shape)
+        self.size = os.path.getsize(path)
+        end = self.offset + int(np.prod(self.shape)) * self.file_dtype.itemsize
+        if end > self.size:
+            raise DpsInputError(
+                f"{path}: unreadable TIFF (truncated: the image data end at byte {end}, the "
+                f"file has {self.size})"
+            )
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if not all(isinstance(k, slice) for k in key):
+            raise IndexError(f"only slices are supported; got {key}")
+        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
+        if any(r.step != 1 and len(r) for r in ranges):  # read the span, take every step-th
+            span = tuple(slice(min(r[0], r[-1]), max(r[0], r[-1]) + 1) if len(r) else slice(0, 0)
+                         for r in ranges)  # fmt: skip
+            steps = tuple(slice(None, None, r.step if r.step > 0 else -r.step) for r in ranges)
+            out = self[span][steps]
+            flip = tuple(slice(None, None, -1 if r.step < 0 else 1) for r in ranges)
+            return out[flip]
+        ny, nx = self.shape[-2:]
+        rows, cols = ranges[-2], ranges[-1]
+        item = self.file_dtype.itemsize
+        out = np.empty(tuple(len(r) for r in ranges), dtype=self.dtype)
+        lead = [r for r in ranges[:-2]]
+        strides = [int(np.prod(self.shape[i + 1 : -2], dtype=np.int64)) for i in range(len(lead))]
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for index in np.ndindex(*(len(r) for r in lead)):
+                plane = sum(lead[i][j] * strides[i] for i, j in enumerate(index))
+                base = self.offset + plane * ny * nx * item
+                dest = out[index]
+                if len(cols) == nx and len(rows):  # whole rows: one read
+                    start = base + rows.start * nx * item
+                    dest[...] = self._read(fd, start, len(rows) * nx).reshape(len(rows), nx)
+                    continue
+                for i, r in enumerate(rows):
+                    dest[i] = self._read(fd, base + (r * nx + cols.start) * item, len(cols))
+        finally:
+            os.close(fd)
+        return out
+
+    def _read(self, fd: int, start: int, count: int) -> np.ndarray:
+        nbytes = count * self.file_dtype.itemsize
+        buf = os.pread(fd, nbytes, start)
+        if len(buf) != nbytes:
+            raise DpsInputError(f"{self.path}: unreadable TIFF (truncated at byte {start})")
+        return np.frombuffer(buf, dtype=self.file_dtype)
+
+
+def _open_tiff(path: Path, tile: int = 1024) -> tuple[da.Array, float | None]:
+    """A TIFF's first series as a dask array read tile by tile, and its pixel size (nm).
+
+    Uncompressed contiguous data (what ImageJ and tifffile write) are read by byte ranges
+    (:class:`_ContiguousTiff`); anything else (compressed, tiled, strips scattered in the
+    file) through tifffile's Zarr store, one dask chunk per TIFF strip or tile at least.
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            px = _tiff_pixel_size(tif)
+            shape, offset = tuple(series.shape), series.dataoffset
+            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+        if offset is not None and len(shape) >= 2:
+            source: Any = _ContiguousTiff(path, offset, shape, dtype)
+            chunks: Any = default_chunks(shape, tile)
+        else:
+            node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+            if not isinstance(node, zarr.Array):  # a pyramid: the full resolution
+                node = node[sorted(node.array_keys())[0]]
+            source, chunks = _NamedChunks(node, path), node.chunks
+            if len(shape) >= 2:  # at least a tile, whole strips or tiles of the file
+                chunks = default_chunks(shape, tile)
+                chunks = tuple(-(-c // z) * z for c, z in zip(chunks, node.chunks, strict=True))
+    except DpsInputError:
+        raise
+    except Exception as exc:  # tifffile raises many kinds for a damaged file
+        raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
+    if len(shape) < 2:
+        return da.from_array(np.asarray(source[...]), chunks=-1), px
+    return da.from_array(source, chunks=chunks, asarray=True, fancy=False), px
 
 
 def check_dtype(arr: np.ndarray | da.Array, path: str | os.PathLike) -> None:
@@ -439,9 +542,48 @@ def as_image_stack(arr: np.ndarray | da.Array, path: str | os.PathLike) -> np.nd
 # final outputs
 
 
-def write_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size: float | None) -> Path:
-    """Write an ImageJ hyperstack TIFF (float32) with the pixel size in micrometres."""
-    image = np.asarray(image, dtype=np.float32)
+class _TiffRegion:
+    """Write-only array view of a TIFF's contiguous image data: ``__setitem__`` writes each
+    row of a block at its place with ``os.pwrite`` (the target of ``dask.array.store``)."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...]) -> None:
+        self.path, self.offset, self.shape = path, int(offset), tuple(shape)
+        self.dtype = np.dtype("<f4")
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
+        value = np.ascontiguousarray(np.broadcast_to(value, tuple(len(r) for r in ranges)),
+                                     dtype=self.dtype)  # fmt: skip
+        ny, nx = self.shape[-2:]
+        lead = ranges[:-2]
+        strides = [int(np.prod(self.shape[i + 1 : -2], dtype=np.int64)) for i in range(len(lead))]
+        rows, cols = ranges[-2], ranges[-1]
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for index in np.ndindex(*(len(r) for r in lead)):
+                plane = sum(lead[i][j] * strides[i] for i, j in enumerate(index))
+                base = self.offset + plane * ny * nx * 4
+                block = value[index]
+                if len(cols) == nx:
+                    os.pwrite(fd, block.tobytes(), base + rows.start * nx * 4)
+                    continue
+                for i, r in enumerate(rows):
+                    os.pwrite(fd, block[i].tobytes(), base + (r * nx + cols.start) * 4)
+        finally:
+            os.close(fd)
+
+
+def write_tiff(
+    path: str | os.PathLike, image: np.ndarray | da.Array, pixel_size: float | None
+) -> Path:
+    """Write an ImageJ hyperstack TIFF (float32) with the pixel size in micrometres.
+
+    A dask array is written tile by tile: tifffile writes the header of an (empty) file of the
+    full shape, then each computed tile's rows go to their place (:class:`_TiffRegion`), so the
+    image is never held whole.
+    """
+    if not isinstance(image, da.Array):
+        image = np.asarray(image, dtype=np.float32)
     axes = {2: "YX", 3: "TYX", 4: "TCYX"}.get(image.ndim)
     if axes is None:
         raise ValueError(f"cannot write a {image.ndim}-D array as ImageJ TIFF")
@@ -452,7 +594,14 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size: float | N
         kwargs["metadata"]["unit"] = "um"
     path = Path(path)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, image, **kwargs)
+        if isinstance(image, da.Array):
+            shape = tuple(int(n) for n in image.shape)
+            offset, _ = tifffile.imwrite(
+                tmp, shape=shape, dtype="<f4", byteorder="<", returnoffset=True, **kwargs
+            )
+            da.store(image.astype(np.float32), _TiffRegion(tmp, offset, shape), lock=False)
+        else:
+            tifffile.imwrite(tmp, image, **kwargs)
     return path
 
 

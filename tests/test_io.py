@@ -91,3 +91,50 @@ def test_real_raw_sim_folder(shared_data):
     raw = io.as_raw_sim(stack, folder)
     assert raw.shape == (1, 9, 512, 512)
     assert meta["files"][0] == "640-1_1.tiff" and meta["files"][-1] == "640-1_9.tiff"
+
+
+# --------------------------------------------------------------------------------------------
+# streaming TIFF: lazy reading, tile-by-tile writing
+
+
+def test_lazy_tiff_reads_what_the_eager_reader_reads(tmp_path):
+    import dask.array as da
+    import tifffile
+
+    rng = np.random.default_rng(14)
+    stack = rng.random((2, 70, 90)).astype(np.float32)
+    io.write_tiff(tmp_path / "a.tif", stack, 80.0)  # contiguous: read by byte ranges
+    tifffile.imwrite(tmp_path / "b.tif", (stack[0] * 1000).astype(">u2"), byteorder=">",
+                     compression="zlib", tile=(32, 32))  # fmt: skip
+    for name in ("a.tif", "b.tif"):
+        eager, meta_e = io.read_image(tmp_path / name)
+        lazy, meta_l = io.read_image(tmp_path / name, lazy=True, tile=32)
+        assert isinstance(lazy, da.Array) and max(lazy.chunks[-1]) <= 64
+        assert meta_l["pixel_size"] == meta_e["pixel_size"]
+        np.testing.assert_array_equal(lazy.compute(), eager)
+        np.testing.assert_array_equal(lazy[..., 5:40:3, 31:70].compute(), eager[..., 5:40:3, 31:70])
+
+
+def test_lazy_tiff_of_a_truncated_file_names_it(tmp_path):
+    path = tmp_path / "cut.tif"
+    io.write_tiff(path, np.ones((64, 64), np.float32), None)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+    with pytest.raises(io.DpsInputError, match="cut.tif"):
+        arr, _ = io.read_image(path, lazy=True, tile=16)
+        arr.compute()
+
+
+def test_tiff_written_tile_by_tile_is_the_imagej_file_of_the_whole(tmp_path):
+    import dask.array as da
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    stack = rng.random((3, 50, 70)).astype(np.float32)
+    io.write_tiff(tmp_path / "whole.tif", stack, 65.0)
+    io.write_tiff(tmp_path / "tiles.tif", da.from_array(stack, chunks=(1, 16, 32)), 65.0)
+    with tifffile.TiffFile(tmp_path / "tiles.tif") as tif:
+        assert tif.is_imagej and tif.imagej_metadata["unit"] == "um"
+        np.testing.assert_array_equal(tif.asarray(), stack)
+    assert (tmp_path / "tiles.tif").read_bytes() == (tmp_path / "whole.tif").read_bytes()
+    assert not list(tmp_path.glob(".*tmp-*"))

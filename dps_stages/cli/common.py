@@ -186,7 +186,7 @@ def _write_any(path: str | Path, image, attrs: dict[str, Any], *, tile: int = 10
     elif name.endswith(".zarr"):
         io.write_stage(path, image, attrs, tile=tile)
     elif name.endswith((".tif", ".tiff")):
-        io.write_tiff(path, np.asarray(image), attrs.get("pixel_size"))
+        io.write_tiff(path, image, attrs.get("pixel_size"))
     else:
         raise DpsInputError(f"{path}: output must end in .zarr, .ome.zarr, .tif or .tiff")
 

@@ -244,7 +244,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     _threads(args)
     t0 = time.perf_counter()
     model, record = load_model(args.model, expect=args.net, device=select_device(args.device))
-    arr, meta = io.read_image(args.input)
+    arr, meta = io.read_image(args.input, lazy=True)
     if model.in_channels > 1:
         arr = io.as_raw_sim(arr, args.input)
     else:
