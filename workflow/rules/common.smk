@@ -400,6 +400,13 @@ def simulate_setting(ds, *keys):
     return value
 
 
+def model_input_pixel_size(model):
+    """nm per pixel of a model's input grid: the camera's (top-level optics); the SIM grid's
+    (half) for artifact removal and the SIM Res-U-DBPN."""
+    px = config["optics"]["pixel_size"]
+    return px / 2 if model in ("artifact", "resudbpn") else px
+
+
 def pixel_size_of_input(ds):
     """Pixel size of a user's input image: the camera's, or half of it for a SIM image."""
     px = optics(ds)["pixel_size"]
@@ -443,6 +450,8 @@ def trained_networks():
 
 def all_outputs():
     out = [f"{RESULTS}/models/figures/{net}_loss.png" for net in trained_networks()]
+    if NET["bioimageio"]:
+        out += [f"{RESULTS}/models/bioimageio/{net}.zip" for net in trained_networks()]
     if "oidn" in trained_networks():
         out.append(f"{RESULTS}/models/figures/oidn_psf.png")
     for ds in EVALUATED:

@@ -164,3 +164,22 @@ rule model_figure:
         "../../envs/dps.yaml"
     shell:
         "cp {input:q}/{wildcards.figure:q}.png {output:q} > {log:q} 2>&1"
+
+
+rule export_bioimageio:
+    input:
+        lambda w: model_dir(w.model),
+    output:
+        f"{RESULTS}/models/bioimageio/{{model}}.zip",
+    log:
+        f"{RESULTS}/logs/models/bioimageio_{{model}}.log",
+    wildcard_constraints:
+        model=name_regex(list(MODELS)),
+    params:
+        net=lambda w: MODELS[w.model],
+        pixel_size=lambda w: model_input_pixel_size(w.model),
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps export-model {params.net:q} {input:q} {output:q} "
+        "--pixel-size {params.pixel_size:q} > {log:q} 2>&1"
