@@ -182,12 +182,19 @@ def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
         return _lazy(node, path), dict(node.attrs)
     attrs = dict(node.attrs)
     names = list(node.array_keys())
+    ome = ome_attrs(attrs)
     if IMAGE_ARRAY in names:
         name = IMAGE_ARRAY
-    elif "multiscales" in attrs or "ome" in attrs:  # OME-Zarr: full resolution is the first
-        ms = attrs.get("multiscales") or attrs["ome"]["multiscales"]
+    elif "bioformats2raw.layout" in ome:  # a collection of fields of view: (n, ...)
+        fields = [open_stage(path / series)[0] for series in ome_series(node)]
+        if not fields:
+            raise DpsInputError(f"{path}: OME-Zarr collection holds no images")
+        first = ome_attrs(dict(node[ome_series(node)[0]].attrs))["multiscales"][0]
+        return da.stack(fields), _ome_stage_attrs(attrs, first)
+    elif "multiscales" in ome:  # OME-Zarr image: full resolution is the first dataset
+        ms = ome["multiscales"]
         name = ms[0]["datasets"][0]["path"]
-        attrs.setdefault("pixel_size", _ome_pixel_size(ms[0]))
+        attrs = _ome_stage_attrs(attrs, ms[0])
     elif len(names) == 1:
         name = names[0]
     else:
@@ -196,6 +203,27 @@ def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
             f"'{IMAGE_ARRAY}', a single array, or OME-Zarr multiscales"
         )
     return _lazy(node[name], path), attrs
+
+
+def ome_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The NGFF attributes of a group: under ``ome`` (NGFF 0.5) or at the top (0.4)."""
+    return dict(attrs.get("ome") or attrs)
+
+
+def ome_series(group: zarr.Group) -> list[str]:
+    """The image paths of an OME-Zarr collection (bioformats2raw layout), in order: the
+    ``series`` of its ``OME`` group, else the groups ``0``, ``1``, ... that exist."""
+    try:
+        series = ome_attrs(dict(group["OME"].attrs)).get("series")
+    except KeyError:
+        series = None
+    if series:
+        return [str(s) for s in series]
+    names, i = [], 0
+    while str(i) in group:
+        names.append(str(i))
+        i += 1
+    return names
 
 
 class _NamedChunks:
@@ -221,15 +249,31 @@ def _lazy(array: zarr.Array, path: Path) -> da.Array:
     return da.from_array(_NamedChunks(array, path), chunks=chunks, asarray=True, fancy=False)
 
 
+def _ome_stage_attrs(attrs: Mapping[str, Any], multiscale: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage's attributes from an OME-Zarr: those this project wrote (``dps``) with the pixel
+    size of the NGFF scale (which a viewer shows) where it says one."""
+    out = dict(attrs.get("dps") or {})
+    px = _ome_pixel_size(multiscale)
+    if px is not None or "pixel_size" not in out:
+        out["pixel_size"] = px
+    return out
+
+
+#: nanometres per NGFF space unit
+NGFF_UNITS_NM = {"nanometer": 1.0, "micrometer": 1e3, "millimeter": 1e6, "angstrom": 0.1}
+
+
 def _ome_pixel_size(multiscale: Mapping[str, Any]) -> float | None:
-    """Pixel size in nm of the full-resolution level of an NGFF multiscale, if it says."""
+    """Pixel size in nm (x axis) of the full-resolution level of an NGFF multiscale: its
+    ``scale`` times the axis unit; None when it has no scale or no known unit."""
     try:
-        scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][-1]
-    except (KeyError, IndexError):
+        names = [a.get("name") for a in multiscale["axes"]]
+        transforms = multiscale["datasets"][0]["coordinateTransformations"]
+        scale = next(t["scale"] for t in transforms if t.get("type") == "scale")
+        unit = multiscale["axes"][names.index("x")].get("unit")
+        return float(scale[names.index("x")]) * NGFF_UNITS_NM[unit]
+    except (KeyError, IndexError, ValueError, StopIteration, TypeError):
         return None
-    units = {a.get("name"): a.get("unit") for a in multiscale.get("axes", [])}
-    factor = {"micrometer": 1e3, "nanometer": 1.0, "millimeter": 1e6}.get(units.get("x"), 1.0)
-    return float(scale) * factor
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,8 +284,35 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
+#: nanometres per OME-XML length unit (the UnitsLength symbols of the OME schema)
+OME_UNITS_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "mm": 1e6, "Å": 0.1, "pm": 1e-3, "m": 1e9}
+
+
+def _ome_tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
+    """Pixel size in nm from an OME-TIFF's first ``Pixels`` element: ``PhysicalSizeX`` in
+    ``PhysicalSizeXUnit`` (µm when the unit is not given, as the OME schema defaults)."""
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(tif.ome_metadata)
+    except ElementTree.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None or pixels.get("PhysicalSizeX") is None:
+        return None
+    factor = OME_UNITS_NM.get(pixels.get("PhysicalSizeXUnit", "µm"))
+    size = float(pixels.get("PhysicalSizeX"))
+    return None if factor is None or size <= 0 else size * factor
+
+
 def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size in nm from ImageJ/TIFF resolution tags, if present."""
+    """Pixel size in nm: an OME-TIFF's ``PhysicalSizeX``, else the ImageJ/TIFF resolution
+    tags, if present."""
+    ome = _ome_tiff_pixel_size(tif)
+    if ome is not None:
+        return ome
     page = tif.pages.first
     tag = page.tags.get("XResolution")
     if tag is None:
@@ -574,9 +645,18 @@ class _TiffRegion:
 
 
 def write_tiff(
-    path: str | os.PathLike, image: np.ndarray | da.Array, pixel_size: float | None
+    path: str | os.PathLike,
+    image: np.ndarray | da.Array,
+    pixel_size: float | None,
+    *,
+    time_interval: float | None = None,
 ) -> Path:
     """Write an ImageJ hyperstack TIFF (float32) with the pixel size in micrometres.
+
+    The leading axis of a stack ``(n, y, x)`` or ``(n, c, y, x)`` holds independent images
+    (fields of view): it is written as ImageJ *slices* (``Z``), each labelled ``field <i>``,
+    so that Fiji steps through them and never plays them as a movie. Only a real time series,
+    given with ``time_interval`` (seconds between frames), is written as *frames* (``T``).
 
     A dask array is written tile by tile: tifffile writes the header of an (empty) file of the
     full shape, then each computed tile's rows go to their place (:class:`_TiffRegion`), so the
@@ -584,14 +664,21 @@ def write_tiff(
     """
     if not isinstance(image, da.Array):
         image = np.asarray(image, dtype=np.float32)
-    axes = {2: "YX", 3: "TYX", 4: "TCYX"}.get(image.ndim)
+    lead = "T" if time_interval else "Z"
+    axes = {2: "YX", 3: f"{lead}YX", 4: f"{lead}CYX"}.get(image.ndim)
     if axes is None:
         raise ValueError(f"cannot write a {image.ndim}-D array as ImageJ TIFF")
-    kwargs: dict[str, Any] = {"imagej": True, "metadata": {"axes": axes}}
+    metadata: dict[str, Any] = {"axes": axes}
+    if image.ndim > 2 and not time_interval:
+        per_field = image.shape[1] if image.ndim == 4 else 1
+        metadata["Labels"] = [f"field {i}" for i in range(image.shape[0]) for _ in range(per_field)]
+    if time_interval:
+        metadata["finterval"] = float(time_interval)
+    kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata}
     if pixel_size:
         um = pixel_size / 1e3
         kwargs["resolution"] = (1.0 / um, 1.0 / um)
-        kwargs["metadata"]["unit"] = "um"
+        metadata["unit"] = "um"
     path = Path(path)
     with atomic_path(path) as tmp:
         if isinstance(image, da.Array):
@@ -605,33 +692,69 @@ def write_tiff(
     return path
 
 
+#: the NGFF version ome-zarr 0.18 writes on Zarr v3 (for the collection attributes here)
+NGFF_VERSION = "0.5"
+
+
+def _write_ngff_image(
+    group: zarr.Group, image: np.ndarray, um: float, time_interval: float | None = None
+) -> None:
+    """One NGFF multiscale image (axes ``[t] [c] y x``) into ``group``."""
+    from ome_zarr.writer import write_image
+
+    lead: list[Any] = [{"name": "t", "type": "time", "unit": "second"}] if time_interval else []
+    axes: list[Any] = (lead + ["c"])[: image.ndim - 2] if image.ndim > 2 else []
+    axes += ["y", "x"]
+    names = [a["name"] if isinstance(a, dict) else a for a in axes]
+    lead_scale = {"t": float(time_interval or 1.0), "c": 1.0}
+    # a pyramid for viewers (napari) only where the image is large enough to need one
+    factors = tuple(f for f in (2, 4, 8, 16) if min(image.shape[-2:]) // f >= 256)
+    write_image(
+        image,
+        group=group,
+        axes=axes,
+        scale={**{a: lead_scale[a] for a in names[:-2]}, "y": um, "x": um},
+        axes_units={"y": "micrometer", "x": "micrometer"},
+        scale_factors=factors,
+    )
+
+
 def write_ome_zarr(
     path: str | os.PathLike,
     image: np.ndarray,
     pixel_size: float | None,
     attrs: Mapping[str, Any] | None = None,
+    *,
+    time_interval: float | None = None,
 ) -> Path:
-    """Write an OME-Zarr (NGFF) image with a physical scale in micrometres on y and x."""
+    """Write OME-Zarr (NGFF 0.5) with a physical scale in micrometres on y and x.
+
+    A single image ``(y, x)`` is one NGFF image. A stack ``(n, y, x)`` or ``(n, c, y, x)``
+    holds ``n`` independent images (fields of view), not a time series: it is written as a
+    collection in the bioformats2raw layout (the root says ``bioformats2raw.layout: 3``, the
+    images are the groups ``0`` .. ``n-1``, each an NGFF image ``[c] y x``, and the group
+    ``OME`` lists them as ``series``), so that a viewer opens them as separate images. Only a
+    real time series, given with ``time_interval`` (seconds), is one image with a ``t`` axis
+    of type time. The project's attributes go to the root's ``dps`` attribute.
+    """
     from ome_zarr.io import parse_url
-    from ome_zarr.writer import write_image
 
     image = np.asarray(image, dtype=np.float32)
-    axes = list({2: "yx", 3: "tyx", 4: "tcyx"}[image.ndim])
+    if image.ndim not in (2, 3, 4):
+        raise ValueError(f"cannot write a {image.ndim}-D array as OME-Zarr")
     um = (pixel_size or 1000.0) / 1e3
-    # a pyramid for viewers (napari) only where the image is large enough to need one
-    factors = tuple(f for f in (2, 4, 8, 16) if min(image.shape[-2:]) // f >= 256)
     path = Path(path)
     with atomic_path(path) as tmp:
         store = parse_url(str(tmp), mode="w").store
         root = zarr.group(store=store)
-        write_image(
-            image,
-            group=root,
-            axes=axes,
-            scale={**{a: 1.0 for a in axes[:-2]}, "y": um, "x": um},
-            axes_units={"y": "micrometer", "x": "micrometer"},
-            scale_factors=factors,
-        )
+        if image.ndim == 2 or time_interval:
+            _write_ngff_image(root, image, um, time_interval)
+        else:
+            series = [str(i) for i in range(image.shape[0])]
+            for name, field in zip(series, image, strict=True):
+                _write_ngff_image(root.create_group(name), field, um)
+            root.create_group("OME").attrs["ome"] = {"version": NGFF_VERSION, "series": series}
+            root.attrs["ome"] = {"version": NGFF_VERSION, "bioformats2raw.layout": 3}
         if attrs:
             root.attrs["dps"] = _jsonable(dict(attrs))
     return path
