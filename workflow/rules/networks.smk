@@ -130,13 +130,16 @@ rule infer:
     params:
         net=lambda w: net_stages(w.ds)[w.net_stage][0],
         tile=NET["tile"],
+        batch=NET["batch"],
+        precision=NET["precision"],
         device=NET["device"],
     threads: NET["threads"]
     conda:
         "../../envs/dps.yaml"
     shell:
         "dps infer {params.net:q} {input.image:q} {output:q} --model {input.model:q} "
-        "--tile {params.tile:q} --device {params.device:q} --threads {threads} "
+        "--tile {params.tile:q} --batch {params.batch:q} --precision {params.precision:q} "
+        "--device {params.device:q} --threads {threads} "
         "--stage {wildcards.net_stage:q} > {log:q} 2>&1"
 
 
