@@ -124,8 +124,8 @@ class NetworkRunDefaults:
     path) and the SIM reconstruction that artifact removal cleans."""
 
     device: str = "auto"
-    tile: int = 256
-    batch: int = 1
+    tile: int = 512
+    batch: int = 2
     precision: str = "auto"
     sim_method: str = "wiener"
 
