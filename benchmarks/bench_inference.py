@@ -162,8 +162,9 @@ def main() -> dict:
             "gflop": flops / 1e9, "flop_floor_s": floor, "over_floor": t / floor,
         }  # fmt: skip
     # the FLOPs of the whole image without tiles: the halo overhead of each path
-    whole = count_flops(model, lambda: inference.run_block(model, image[None, :256, :256]))
-    res["network_flop_per_pixel"] = whole / (256 * 256)
+    k = min(n, 256)
+    whole = count_flops(model, lambda: inference.run_block(model, image[None, :k, :k]))
+    res["network_flop_per_pixel"] = whole / (k * k)
 
     psf = airy_psf(31, 525.0, 1.4, 65.0)
     sp = DEFAULTS.deconvolution.sparse
