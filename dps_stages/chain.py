@@ -29,12 +29,17 @@ def _sim_networks() -> dict[str, str]:
 
 
 def run_network(
-    model, stack: np.ndarray | da.Array, *, tile: int | None = 256, denormalise: bool = False
+    model,
+    stack: np.ndarray | da.Array,
+    *,
+    tile: int | None = 256,
+    denormalise: bool = False,
+    batch: int = 1,
 ) -> da.Array:
     """A network on every image of a stack, lazily; see :func:`inference.restore_stack`."""
     from dps_stages.inference import restore_stack
 
-    outs = list(restore_stack(model, stack, tile=tile, denormalise=denormalise))
+    outs = list(restore_stack(model, stack, tile=tile, denormalise=denormalise, batch=batch))
     return da.stack([da.asarray(o) for o in outs])
 
 
@@ -62,9 +67,12 @@ def restore(
     sim_kw: dict[str, Any] | None = None,
     tile: int | None = 256,
     device: str = "auto",
+    batch: int = 1,
+    precision: str = "fp32",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The whole chain on one input. ``kind``: ``raw`` (n, 9, y, x), ``sim`` or ``widefield``
-    (n, y, x). Returns the Res-U-DBPN output (n, 2y', 2x') and a record of every step."""
+    (n, y, x). Returns the Res-U-DBPN output (n, 2y', 2x') and a record of every step; the
+    networks run ``batch`` tiles per pass in ``precision`` (:func:`inference.set_precision`)."""
     from dps_stages.background import subtract_background_tiled
     from dps_stages.inference import describe, load_model, select_device
 
@@ -73,7 +81,7 @@ def restore(
 
     def model(name: str, expect: str):
         # a models folder holds one folder per network, as `results/models` does
-        return load_model(models / name, expect=expect, device=dev)
+        return load_model(models / name, expect=expect, device=dev, precision=precision)
 
     steps: list[dict[str, Any]] = []
     pixel = optics.pixel_size
@@ -85,7 +93,7 @@ def restore(
         sim_kw = resolve_sim_settings(sim_kw, np.asarray(image), optics)
     if kind == "raw":
         net, rec = model("denoise", "denoise")
-        x = np.asarray(run_network(net, x, tile=tile, denormalise=True))
+        x = np.asarray(run_network(net, x, tile=tile, batch=batch, denormalise=True))
         steps.append({"step": "denoise"} | describe(net, rec))
         if sim_method == "wiener":
             from dps_stages.sim import reconstruct_stack
@@ -97,13 +105,13 @@ def restore(
         elif sim_method in _sim_networks():
             name = _sim_networks()[sim_method]
             net, rec = model(name, name)
-            x = np.asarray(run_network(net, x, tile=tile))
+            x = np.asarray(run_network(net, x, tile=tile, batch=batch))
             steps.append({"step": f"sim_{sim_method}"} | describe(net, rec))
         else:
             raise DpsInputError(f"unknown SIM method {sim_method!r}; expected wiener, dps or oidn")
         pixel = pixel / 2
         net, rec = model("artifact", "artifact")
-        x = np.asarray(run_network(net, x, tile=tile))
+        x = np.asarray(run_network(net, x, tile=tile, batch=batch))
         steps.append({"step": "artifact"} | describe(net, rec))
     elif kind not in ("sim", "widefield"):
         raise DpsInputError(f"unknown input kind {kind!r}; expected raw, sim or widefield")
@@ -112,6 +120,6 @@ def restore(
     name = "resudbpn_widefield" if kind == "widefield" else "resudbpn"
     net, rec = model(name, "resudbpn")
     check_pixel_size(rec, pixel, name)
-    x = np.asarray(run_network(net, x, tile=tile))
+    x = np.asarray(run_network(net, x, tile=tile, batch=batch))
     steps.append({"step": name} | describe(net, rec))
     return x, {"chain": steps, "pixel_size": pixel / 2}

@@ -67,9 +67,14 @@ def model_digest(path: str | Path) -> str:
 
 
 def load_model(
-    path: str | Path, *, expect: str | None = None, device: str | torch.device = "cpu"
+    path: str | Path,
+    *,
+    expect: str | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A trained network from a model folder (or its ``model.pt``), in eval mode.
+    """A trained network from a model folder (or its ``model.pt``), in eval mode, computing
+    in ``precision`` (:func:`set_precision`; ``fp32``: the exact float32 path).
 
     Returns the model and its record (training configuration, data, loss source, digest).
     The file is read with ``torch.load(weights_only=True)`` (tensors and plain types: a
@@ -94,6 +99,7 @@ def load_model(
     except Exception as exc:  # an unknown network, a bad architecture, mismatched weights
         raise DpsInputError(f"{file}: cannot build its {name!r} network ({exc})") from exc
     model.eval().to(device)
+    set_precision(model, precision)
     record = dict(blob.get("record", {}))
     record["model_sha256"] = model_digest(file)
     record["model_file"] = str(file)
@@ -124,14 +130,88 @@ def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
     return x
 
 
+#: ``networks.precision``: ``auto`` (bf16 where the device computes it natively, else fp32),
+#: ``fp32`` (the exact path: contiguous float32, no autocast), ``bf16``, ``fp16``
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 convolutions natively (AVX512-BF16 or AMX), tried on a
+    tiny convolution under autocast (a CPU without them emulates bf16, slower than fp32)."""
+    native = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
+    if not native:
+        return False
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            y = torch.nn.functional.conv2d(torch.ones(1, 2, 4, 4), torch.ones(2, 2, 3, 3))
+        return y.dtype == torch.bfloat16 and bool(torch.isfinite(y).all())
+    except RuntimeError:
+        return False
+
+
+def autocast_dtype(
+    precision: str, device: torch.device, model: torch.nn.Module | None = None
+) -> torch.dtype | None:
+    """The autocast dtype of a precision on a device; ``None``: plain float32.
+
+    ``auto`` is bf16 on a CPU with native bf16 and on a CUDA GPU that supports it (fp16
+    otherwise: a GPU computes half precision natively), and float32 elsewhere and for
+    networks with global operations (FFTs, pooling: ``model.local`` false), which autocast
+    does not cover. ``fp32`` is the exact reference path.
+    """
+    if precision not in PRECISIONS:
+        raise DpsInputError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if precision != "auto":
+        return _DTYPES[precision]
+    if model is not None and not getattr(model, "local", True):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16
+    return None
+
+
+def set_precision(model: torch.nn.Module, precision: str = "fp32") -> torch.nn.Module:
+    """Set how :func:`run_batch` computes with ``model``: autocast to the dtype of
+    :func:`autocast_dtype` with ``channels_last`` weights and activations (the layout the
+    vectorised convolution kernels prefer), or the exact float32 path. In place; returns it."""
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(precision, device, model)
+    model.autocast_dtype = dtype
+    fmt = torch.contiguous_format if dtype is None else torch.channels_last
+    return model.to(memory_format=fmt)
+
+
 @torch.no_grad()
+def run_batch(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+    """The network on a (B, C, y, x) batch of equal blocks, in the precision set by
+    :func:`set_precision` (float32 by default), cropped back to scale; one device-to-host
+    copy per batch."""
+    h, w = batch.shape[-2:]
+    device = next(model.parameters()).device
+    dtype = getattr(model, "autocast_dtype", None)
+    x = torch.from_numpy(np.ascontiguousarray(_pad_to(batch, model.multiple)))
+    x = x.to(device=device, dtype=torch.float32, non_blocking=True)
+    if dtype is None:
+        y = model(x)
+    else:
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype):
+            y = model(x)
+    y = y.float().cpu().numpy()
+    return y[..., : h * model.scale, : w * model.scale]
+
+
 def run_block(model: torch.nn.Module, block: np.ndarray) -> np.ndarray:
     """The network on one (C, y, x) block, padded to its multiple, cropped back to scale."""
-    h, w = block.shape[-2:]
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(_pad_to(block, model.multiple)))[None]
-    y = model(x.to(device=device, dtype=torch.float32))[0].float().cpu().numpy()
-    return y[..., : h * model.scale, : w * model.scale]
+    return run_batch(model, block[None])[0]
 
 
 def _tiles(n: int, tile: int, halo: int) -> tuple[int, ...]:
@@ -144,23 +224,52 @@ def _tiles(n: int, tile: int, halo: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def _run_row(
+    model: torch.nn.Module, block: np.ndarray, x0: int, widths: tuple[int, ...],
+    halos: list[tuple[int, int]], batch: int,
+) -> np.ndarray:  # fmt: skip
+    """The tiles of one chunk (a row of ``widths`` tiles starting ``x0`` into ``block``, each
+    read with its own (left, right) halo) in batches of equal shape, their halos cut off."""
+    s = model.scale
+    windows, offset = [], x0
+    for w, (hl, hr) in zip(widths, halos, strict=True):
+        windows.append(block[:, :, offset - hl : offset + w + hr])
+        offset += w
+    outs: list[np.ndarray | None] = [None] * len(windows)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for j, win in enumerate(windows):
+        by_shape.setdefault(win.shape, []).append(j)
+    for idx in by_shape.values():
+        for k in range(0, len(idx), batch):
+            group = idx[k : k + batch]
+            res = run_batch(model, np.stack([windows[j] for j in group]))
+            for j, r in zip(group, res, strict=True):
+                hl, hr = halos[j]
+                outs[j] = r[..., hl * s : r.shape[-1] - hr * s]
+    return np.concatenate(outs, axis=-1)
+
+
 def predict(
     model: torch.nn.Module,
     image: np.ndarray | da.Array,
     *,
     tile: int | None = 256,
     halo: int | None = None,
+    batch: int = 1,
 ) -> da.Array:
     """The network on one normalised image (C, y, x), tile by tile with a halo.
 
     ``tile=None`` runs the whole image at once. The result is a lazy Dask array of shape
-    ``(C_out, y * scale, x * scale)``, computed one tile at a time.
+    ``(C_out, y * scale, x * scale)``. Each Dask chunk is a row of up to ``batch`` tiles,
+    run as batches of equal shape (several tiles per forward pass); every tile reads its
+    own halo, so the result does not depend on ``batch``.
     """
     arr = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
     arr = arr.astype(np.float32)
     c, ny, nx = arr.shape
     s, m = model.scale, model.multiple
     c_out = model.out_channels
+    batch = max(1, int(batch))
     # a network with global operations (FFT, global pooling: OIDN) runs on whole images
     if tile is None or not getattr(model, "local", True) or (ny <= tile and nx <= tile):
         block = arr.rechunk((c, ny, nx))
@@ -171,23 +280,29 @@ def predict(
         )
     halo = model.receptive_halo() if halo is None else -(-halo // m) * m
     # tiles start on multiples of m and are never smaller than the halo (dask's overlap
-    # takes the halo from the neighbouring tile only)
+    # takes the halo from the neighbouring chunk only)
     tile = max(m, tile // m * m, halo)
-    arr = arr.rechunk((c, _tiles(ny, tile, halo), _tiles(nx, tile, halo)))
+    ty, tx = _tiles(ny, tile, halo), _tiles(nx, tile, halo)
+    groups = [tx[i : i + batch] for i in range(0, len(tx), batch)]
+    arr = arr.rechunk((c, ty, tuple(sum(g) for g in groups)))
     hy, hx = min(halo, ny), min(halo, nx)
     # dask's overlap adds up to `halo` pixels from each neighbouring chunk and none at the
-    # image border (boundary 'none'); each block then knows its place and cuts its halo off
+    # image border (boundary 'none'); each tile then knows its place and cuts its halo off
     ext = da.overlap.overlap(arr, depth={0: 0, 1: hy, 2: hx}, boundary="none")
-    nby, nbx = len(arr.chunks[1]), len(arr.chunks[2])
+    nby, ntx = len(ty), len(tx)
 
     def fn(block: np.ndarray, block_info=None) -> np.ndarray:
         iy, ix = block_info[0]["chunk-location"][1:]
-        out = run_block(model, block)
+        first = ix * batch  # global index of the chunk's first tile
+        widths = groups[ix]
+        halos = [
+            (hx if first + j > 0 else 0, hx if first + j < ntx - 1 else 0)
+            for j in range(len(widths))
+        ]
+        out = _run_row(model, block, halos[0][0], widths, halos, batch)
         y0 = hy * s if iy > 0 else 0
-        x0 = hx * s if ix > 0 else 0
         y1 = out.shape[1] - (hy * s if iy < nby - 1 else 0)
-        x1 = out.shape[2] - (hx * s if ix < nbx - 1 else 0)
-        return out[:, y0:y1, x0:x1]
+        return out[:, y0:y1]
 
     chunks = ((c_out,), tuple(v * s for v in arr.chunks[1]), tuple(v * s for v in arr.chunks[2]))
     return ext.map_blocks(fn, chunks=chunks, dtype=np.float32)
@@ -200,12 +315,14 @@ def restore_stack(
     tile: int | None = 256,
     denormalise: bool = False,
     progress: bool = True,
+    batch: int = 1,
 ) -> Iterator[np.ndarray | da.Array]:
     """The network on every image of a stack, each normalised on its own.
 
     ``stack`` is (n, C, y, x) for multi-channel networks (9 raw frames) or (n, y, x). Yields
     per image a lazy output (C_out, y s, x s), squeezed to (y s, x s) for one channel;
-    ``denormalise`` maps it back to the input's units (a denoising network's output).
+    ``denormalise`` maps it back to the input's units (a denoising network's output);
+    ``batch`` tiles go through the network at once (:func:`predict`).
     """
     from tqdm.auto import tqdm
 
@@ -224,7 +341,7 @@ def restore_stack(
             )
         lo, hi = percentile_range(image)
         normed = (da.asarray(image).astype(np.float32) - lo) / (hi - lo)
-        out = predict(model, normed, tile=tile)
+        out = predict(model, normed, tile=tile, batch=batch)
         if denormalise:
             out = out * (hi - lo) + lo
         yield out if out.shape[0] > 1 else out[0]
@@ -238,5 +355,8 @@ def describe(model: torch.nn.Module, record: dict[str, Any]) -> dict[str, Any]:
         "model_sha256": record.get("model_sha256"),
         "model_file": record.get("model_file"),
         "loss_features": record.get("loss_features"),
+        "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+            getattr(model, "autocast_dtype", None), "fp32"
+        ),
         "trained_on": json.loads(json.dumps(record.get("data", {}), default=str)),
     }

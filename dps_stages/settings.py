@@ -118,11 +118,15 @@ class EvaluateDefaults:
 
 @dataclass(frozen=True)
 class NetworkRunDefaults:
-    """The ``networks`` settings that inference reads: device, inference tile (input pixels)
-    and the SIM reconstruction that artifact removal cleans."""
+    """The ``networks`` settings that inference reads: device, inference tile (input pixels),
+    tiles per forward pass, arithmetic precision (``auto``: bf16 autocast with
+    ``channels_last`` where the device computes bf16 natively; ``fp32``: the exact float32
+    path) and the SIM reconstruction that artifact removal cleans."""
 
     device: str = "auto"
-    tile: int = 256
+    tile: int = 512
+    batch: int = 2
+    precision: str = "auto"
     sim_method: str = "wiener"
 
 

@@ -20,6 +20,7 @@ from dps_stages.metrics import (
     frc,
     normalise_percentile,
 )
+from dps_stages.metrics.decorrelation_analysis import prepare
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -51,10 +52,8 @@ def smooth_image(shape: tuple[int, int], seed: int) -> np.ndarray:
 
 def direct_dcorr(image: np.ndarray, radii: np.ndarray, g: float | None) -> np.ndarray:
     """d(r) mask by mask, straight from the formula (slow; for cross-checking)."""
-    x = apodise(image, 20)
-    ny = x.shape[0] - (1 - x.shape[0] % 2)
-    nx = x.shape[1] - (1 - x.shape[1] % 2)
-    x = x[:ny, :nx]
+    x = prepare(image, 20)  # apodised, odd FFT-friendly sides
+    ny, nx = x.shape
     spec = np.fft.fft2(x)
     ky = np.fft.fftfreq(ny) * ny / ((ny - 1) / 2)
     kx = np.fft.fftfreq(nx) * nx / ((nx - 1) / 2)

@@ -394,3 +394,29 @@ def test_tiled_reconstruction_estimates_once_on_the_centre():
     inner = (slice(32, -32), slice(32, -32))
     ref = whole[inner]
     assert np.corrcoef(tiled.compute()[inner].ravel(), ref.ravel())[0, 1] > 0.98
+
+
+def test_frame_spectra_are_computed_once(samples):
+    """The reconstruction shares the nine frame spectra between the estimation, the zero band,
+    the Wiener parameter and the noise map: one periodic-smooth decomposition (9 + 9
+    transforms) and one FFT per frame, 97 two-dimensional transforms in all for one
+    acquisition (118 when each step transformed the frames again). The result equals the one
+    made from separately estimated parameters (the same spectra, fresh transforms)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fft_count import counting_ffts
+
+    frames = samples["microtubules"]["raw"][1]
+    with counting_ffts() as counts:
+        out, params = sim.reconstruct(frames, OPTICS)
+    by_function = {}
+    for site, n in counts.items():
+        fn = site.split(":")[1]
+        by_function[fn] = by_function.get(fn, 0) + n
+    assert by_function["periodic_smooth_decomposition"] == 18
+    assert by_function["reconstruct"] == 9 + 1  # the frames, the smooth component
+    assert "_zero_band" not in by_function and "_auto_wiener" not in by_function
+    assert sum(counts.values()) <= 97
+    again, _ = sim.reconstruct(frames, OPTICS, params=sim.estimate_parameters(frames, OPTICS))
+    np.testing.assert_allclose(again, out, rtol=0, atol=1e-6 * np.abs(out).max())

@@ -243,7 +243,9 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
     _threads(args)
     t0 = time.perf_counter()
-    model, record = load_model(args.model, expect=args.net, device=select_device(args.device))
+    model, record = load_model(
+        args.model, expect=args.net, device=select_device(args.device), precision=args.precision
+    )
     arr, meta = io.read_image(args.input, lazy=True)
     if model.in_channels > 1:
         arr = io.as_raw_sim(arr, args.input)
@@ -253,7 +255,9 @@ def cmd_infer(args: argparse.Namespace) -> None:
     pixel = args.pixel_size or meta.get("pixel_size")
     if args.net == "resudbpn":
         check_pixel_size(record, pixel, str(args.input))
-    out = run_network(model, arr, tile=args.tile, denormalise=args.net == "denoise")
+    out = run_network(
+        model, arr, tile=args.tile, batch=args.batch, denormalise=args.net == "denoise"
+    )
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
     attrs.update(
         {
@@ -295,6 +299,8 @@ def cmd_restore(args: argparse.Namespace) -> None:
         background_radius=args.background_radius,
         sim_kw=_sim_kw(args),
         tile=args.tile,
+        batch=args.batch,
+        precision=args.precision,
         device=args.device,
     )
     attrs = {"source": str(args.input), "stage": "restore", **info}
@@ -312,6 +318,17 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     add_wiener_options(g)
     _option(g, "--background-radius", key="background.radius", type=_positive,
             help="rolling-ball radius (pixels) before SIM and before Res-U-DBPN")  # fmt: skip
+
+
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    from dps_stages.cli.common import _count, _option
+    from dps_stages.inference import PRECISIONS
+
+    _option(p, "--batch", key="networks.batch", type=_count,
+            help="tiles per forward pass (tiles of one row, of equal shape)")  # fmt: skip
+    _option(p, "--precision", key="networks.precision", choices=PRECISIONS,
+            help="auto: bf16 autocast with channels_last where the device computes bf16 "
+            "natively, else float32; fp32: the exact float32 path")  # fmt: skip
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -381,6 +398,7 @@ def add_parsers(sub) -> None:
     p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
     p.add_argument("--model", type=Path, required=True, help="model folder (dps train)")
     _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
+    _add_precision(p)
     p.add_argument("--pixel-size", type=_positive, help="nm; default: from the file")
     p.add_argument("--stage", help="name recorded in the output's attributes")
     _add_device(p)
@@ -397,6 +415,7 @@ def add_parsers(sub) -> None:
         help="folder with denoise/, sim/, artifact/, resudbpn/ (dps train)",
     )
     _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
+    _add_precision(p)
     _add_sim_options(p)
     _add_device(p)
     _add_optics(p)

@@ -8,7 +8,7 @@ et al., Nat. Commun. 7, 10980, 2016). Theory and conventions: ``docs/sim.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -127,11 +127,17 @@ class _Estimation:
     decay: float
     pixel: bool
     dc_exclude: float
+    _otf: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
 
     def otf_at(self, ky: float, kx: float) -> np.ndarray:
-        """``O(f + k)`` on the grid."""
-        return otf_values(self.fy + ky, self.fx + kx, self.cutoff, decay=self.decay,
-                          pixel=self.pixel)  # fmt: skip
+        """``O(f + k)`` on the grid, computed once per shift (read-only)."""
+        key = (float(ky), float(kx))
+        if key not in self._otf:
+            o = otf_values(self.fy + ky, self.fx + kx, self.cutoff, decay=self.decay,
+                           pixel=self.pixel)  # fmt: skip
+            o.flags.writeable = False
+            self._otf[key] = o
+        return self._otf[key]
 
     def mask_at(self, ky: float, kx: float) -> np.ndarray:
         """1 where ``|f + k| >= dc_exclude f_c`` (away from a band origin), else 0."""
@@ -428,15 +434,41 @@ def estimate_parameters(
     x = preprocess(
         frames, background_percentile=background_percentile, normalise_intensity=normalise_intensity
     )
+    xp, _ = periodic_smooth_decomposition(x)
+    spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
+    return estimate_from_spectra(
+        x, spec, optics, k_guess=k_guess, k_range=k_range, search_radius=search_radius,
+        min_peak=min_peak, equal_steps=equal_steps, dc_exclude=dc_exclude,
+        apodisation_width=apodisation_width, otf_decay=otf_decay, pixel_otf=pixel_otf,
+    )  # fmt: skip
+
+
+def estimate_from_spectra(
+    x: np.ndarray,
+    spec: np.ndarray,
+    optics: Optics,
+    *,
+    k_guess: np.ndarray | Sequence[Sequence[float]] | None = None,
+    k_range: tuple[float, float] = (0.5, 1.0),
+    search_radius: float = 3.0,
+    min_peak: float = 8.0,
+    equal_steps: bool = False,
+    dc_exclude: float = 0.1,
+    apodisation_width: float = 0.125,
+    otf_decay: float = 1.0,
+    pixel_otf: bool = True,
+) -> SIMParameters:
+    """:func:`estimate_parameters` on preprocessed frames ``x`` (9, y, x) and the spectra
+    ``spec`` (9, y, x) of their periodic components (:func:`periodic_smooth_decomposition`),
+    which :func:`dps_stages.sim.reconstruct` computes once and shares with the bands."""
     _, ny, nx = x.shape
     cutoff = float(optics.cutoff_per_pixel)
     win = (
         _tukey(ny, int(round(apodisation_width * ny)))[:, None]
         * _tukey(nx, int(round(apodisation_width * nx)))[None, :]
     )
-    xp, _ = periodic_smooth_decomposition(x)
     est = _Estimation(
-        spec=sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64),
+        spec=np.asarray(spec, dtype=np.complex64),
         win=win,
         otf=_grid_otf((ny, nx), 1.0, cutoff, float(otf_decay), bool(pixel_otf)),
         fy=_freqs(ny, 1.0)[:, None],

@@ -15,7 +15,7 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 from ..optics import Optics
-from .estimation import SIMParameters, estimate_parameters
+from .estimation import SIMParameters, estimate_from_spectra, estimate_parameters
 from .otf import (
     _attenuation,
     _check_frames,
@@ -109,15 +109,15 @@ def _pad_to(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _auto_wiener(xp: np.ndarray, cutoff: float, decay: float, pixel: bool) -> float:
+def _auto_wiener(spec: np.ndarray, cutoff: float, decay: float, pixel: bool) -> float:
     """``sqrt(sigma^2 / Phi)``: noise-to-signal amplitude ratio of the widefield spectrum.
 
     ``sigma^2`` is the noise power per Fourier coefficient of the mean of the nine frames
     (measured beyond ``1.1 f_c``, where the image holds no signal) and ``Phi`` the mean object
     power ``(|C_0(f)|^2 - sigma^2) / O(f)^2`` over the mid band ``0.3 <= |f| / f_c <= 0.6``.
     """
-    ny, nx = xp.shape[-2:]
-    c0 = sfft.fft2(xp.mean(axis=0), workers=_WORKERS)
+    ny, nx = spec.shape[-2:]
+    c0 = spec.mean(axis=0)  # the spectrum of the mean frame (``spec``: the frames' spectra)
     fy = _freqs(ny, 1.0)[:, None]
     fx = _freqs(nx, 1.0)[None, :]
     q = np.hypot(fy, fx) / cutoff
@@ -133,7 +133,7 @@ def _auto_wiener(xp: np.ndarray, cutoff: float, decay: float, pixel: bool) -> fl
     return float(np.sqrt(sigma2 / phi))
 
 
-def _local_noise_variance(xp: np.ndarray, cutoff: float, sigma: float = 2.0) -> np.ndarray | None:
+def _local_noise_variance(spec: np.ndarray, cutoff: float, sigma: float = 2.0) -> np.ndarray | None:
     """Local variance of the frames' white noise per camera pixel, ``(y, x)`` float32.
 
     The sum of the nine (periodic) frames is high-passed to ``|f| > 1.1 f_c`` (beyond the
@@ -142,15 +142,16 @@ def _local_noise_variance(xp: np.ndarray, cutoff: float, sigma: float = 2.0) -> 
     ``E[n_p(r)^2] = s^2(r)`` for each frame. Shot noise makes it follow the local brightness.
     None when the region beyond the cutoff is too small to measure it (under-sampled data).
     """
-    ny, nx = xp.shape[-2:]
+    ny, nx = spec.shape[-2:]
     fy = _freqs(ny, 1.0)[:, None]
     fx = (np.arange(nx // 2 + 1, dtype=np.float32) / np.float32(nx))[None, :]
     keep = np.hypot(fy, fx) > np.float32(1.1 * cutoff)
     frac = (keep[:, 0].sum() + 2.0 * keep[:, 1:].sum()) / float(ny * nx)  # of the full grid
     if frac * ny * nx < 256:
         return None
-    hp = sfft.irfft2(sfft.rfft2(xp.sum(axis=0), workers=_WORKERS) * keep, s=(ny, nx),
-                     workers=_WORKERS)  # fmt: skip
+    # the rfft half of the summed frames' spectrum (``spec``: the frames' spectra)
+    half = spec[:, :, : nx // 2 + 1].sum(axis=0)
+    hp = sfft.irfft2(half * keep, s=(ny, nx), workers=_WORKERS)
     v = ndi.gaussian_filter((hp * hp).astype(np.float32), sigma, mode="reflect")
     return (v / np.float32(9.0 * frac)).astype(np.float32)
 
@@ -200,16 +201,18 @@ class _Grid:
 
 
 def _zero_band(
-    xp: np.ndarray, params: SIMParameters, g: _Grid, attenuate: bool
+    spec: np.ndarray, params: SIMParameters, g: _Grid, attenuate: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Numerator ``sum_a C_a0 O A`` on the 2x grid, its denominator ``3 A O^2`` and noise term.
+
+    ``spec`` are the frames' spectra: ``C_a0`` is a linear combination of them (no new FFT).
 
     Row 0 of each angle's mixing inverse is real; ``noise`` is the variance of the numerator
     per unit frame-noise variance and camera pixel (white noise), over the number of pixels.
     """
     w_zero = g.w_side if attenuate else g.o1
     w0 = np.concatenate([_mixing_inverse(params.phases[a])[0].real for a in range(3)])
-    c0 = sfft.fft2(np.tensordot(w0.astype(np.float32), xp, axes=1), workers=_WORKERS) * w_zero
+    c0 = np.tensordot(w0.astype(np.float32), spec, axes=1) * w_zero
     num = _pad_to(c0, (g.my, g.mx))[:, : g.hx]
     den, noise = g.weight_at(0.0, 0.0, attenuate)
     return num, 3.0 * den, np.float32(np.sum(w0 * w0)) * noise
@@ -385,15 +388,13 @@ def reconstruct(
         background_percentile=background_percentile,
         normalise_intensity=normalise_intensity,
     )
+    # periodic + smooth decomposition (Moisan 2011): bands from the periodic parts, whose
+    # spectra (one 2-D FFT per frame) serve the estimation, the zero band and the noise
+    xp, smooth = periodic_smooth_decomposition(x)
+    spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
     if params is None:
-        params = estimate_parameters(  # x is preprocessed: no second offset or scaling
-            x,
-            optics,
-            background_percentile=None,
-            normalise_intensity=False,
-            otf_decay=otf_decay,
-            pixel_otf=pixel_otf,
-            **estimate_kw,
+        params = estimate_from_spectra(  # x is preprocessed: no second offset or scaling
+            x, spec, optics, otf_decay=otf_decay, pixel_otf=pixel_otf, **estimate_kw
         )
     elif estimate_kw:
         raise TypeError(f"unexpected keyword arguments {sorted(estimate_kw)} with params given")
@@ -408,9 +409,7 @@ def reconstruct(
     g = _Grid(x.shape[1:], float(optics.cutoff_per_pixel), float(otf_decay), bool(pixel_otf),
               att, attenuation_mode == "otf")  # fmt: skip
 
-    # periodic + smooth decomposition (Moisan 2011): bands from the periodic parts
-    xp, smooth = periodic_smooth_decomposition(x)
-    num, den, noise = _zero_band(xp, params, g, attenuate_zero_band)
+    num, den, noise = _zero_band(spec, params, g, attenuate_zero_band)
     # side bands from the frames tapered to zero at the border (``docs/sim.md``, *Edges*)
     edge = int(min(max(edge, 1), g.ny // 4, g.nx // 4))
     xs = x * (_tukey(g.ny, edge)[:, None] * _tukey(g.nx, edge)[None, :])
@@ -424,7 +423,7 @@ def reconstruct(
     if isinstance(wiener, str):
         if wiener != "auto":
             raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
-        wiener = wiener_factor * _auto_wiener(xp, g.cutoff, g.decay, g.pixel)
+        wiener = wiener_factor * _auto_wiener(spec, g.cutoff, g.decay, g.pixel)
     apo = _apodisation(g.fy2, g.fx2, apodisation, apodisation_cutoff * f_ext, apodisation_bend)
     filt = _wiener_filter(den, float(wiener), apo)
     # the smooth component, interpolated (not filtered)
@@ -432,7 +431,7 @@ def reconstruct(
     spec_s = spec_s * 4.0
     frame_var = None
     if local_wiener is not None and local_wiener > 0:
-        frame_var = _local_noise_variance(xp, g.cutoff)
+        frame_var = _local_noise_variance(spec, g.cutoff)
     if frame_var is None:
         out = sfft.irfft2((num * filt + spec_s) * g.shift, s=(g.my, g.mx), workers=_WORKERS)
         return out.astype(np.float32, copy=False), params
@@ -590,7 +589,8 @@ def reconstruct_tiled(
         if wiener != "auto":
             raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
         xp, _ = periodic_smooth_decomposition(crop)
-        wiener = wiener_factor * _auto_wiener(xp, float(optics.cutoff_per_pixel),
+        spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
+        wiener = wiener_factor * _auto_wiener(spec, float(optics.cutoff_per_pixel),
                                               float(otf_decay), bool(pixel_otf))  # fmt: skip
     del crop
     # (3) tiles with halos on the 2x grid

@@ -137,6 +137,8 @@ rule infer:
         dst=out_store(),
         net=lambda w: net_stages(w.ds)[w.net_stage][0],
         tile=NET["tile"],
+        batch=NET["batch"],
+        precision=NET["precision"],
         device=NET["device"],
     threads: NET["threads"]
     resources:
@@ -145,7 +147,8 @@ rule infer:
         "../../envs/dps.yaml"
     shell:
         "dps infer {params.net:q} {params.image:q} {params.dst:q} --model {input.model:q} "
-        "--tile {params.tile:q} --device {params.device:q} --threads {threads} "
+        "--tile {params.tile:q} --batch {params.batch:q} --precision {params.precision:q} "
+        "--device {params.device:q} --threads {threads} "
         "--stage {wildcards.net_stage:q} > {log:q} 2>&1"
 
 
