@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -325,3 +326,137 @@ def test_user_widefield_image_without_ground_truth(tmp_path, rng):
     rules = scheduled(work, merged(config, {"datasets": {"cells": {"optics": {"na": 1.2}}}}))
     assert {"identify_psf", "deconvolve", "evaluate"} <= rules, sorted(rules)
     assert not {"import_image", "background", "train_psfid"} & rules, sorted(rules)
+
+
+def widefield_folder(folder: Path, n: int, size: int = 8) -> Path:
+    """``n`` tiny widefield TIFFs ``cell000.tif`` ... in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        tifffile.imwrite(folder / f"cell{i:03d}.tif", np.full((size, size), i, np.float32))
+    return folder
+
+
+def dry_jobs(work: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, int]]:
+    """A dry run in ``work`` and the count of each rule's jobs (Snakemake's job stats)."""
+    dry = snakemake("-n", "--quiet", "rules", *args, cwd=work)
+    counts = {}
+    for line in dry.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts.setdefault(parts[0], int(parts[1]))
+    return dry, counts
+
+
+def test_glob_source_makes_one_dataset_per_acquisition(tmp_path):
+    """`source: <folder>/*.tif` (and `<folder>/*/`): one dataset per match, named after the
+    entry and what the wildcard matched, each with the entry's other keys and its own
+    outputs; a name made twice is an error naming both paths."""
+    files = widefield_folder(tmp_path / "run1", 3)
+    for name in ("b", "a"):  # folders read as one stack each
+        widefield_folder(tmp_path / "run2" / f"fov {name}", 1)
+    config = tiny_config(
+        datasets={
+            "wf": {"source": f"{files}/*.tif", "kind": "widefield",
+                   "optics": {"pixel_size": 80}},
+            "fov": {"source": f"{tmp_path}/run2/*/", "kind": "widefield"},
+        }
+    )  # fmt: skip
+    work = workdir_with(tmp_path / "w", config)
+    dry = snakemake("-n", "-p", cwd=work)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    imported = re.findall(r"dps import .* results/([^/\s]+)/input/widefield\.zarr", dry.stdout)
+    names = {"wf_cell000", "wf_cell001", "wf_cell002", "fov_fov_a", "fov_fov_b"}
+    assert sorted(imported) == sorted(names)  # each once
+    assert f"dps import {files}/cell001.tif results/wf_cell001/input/widefield.zarr" in dry.stdout
+    assert "--pixel-size 80 " in dry.stdout  # the entry's optics, inherited
+    for name in names:
+        assert f"results/{name}/input/final/widefield_rl.tif" in dry.stdout
+        assert f"results/{name}/metrics.tsv" in dry.stdout
+    assert "results/wf/" not in dry.stdout  # the glob entry itself is no dataset
+    # the same name from two entries: an error naming both paths, before any job
+    config["datasets"]["wf_cell001"] = {"source": str(files / "cell002.tif"), "kind": "widefield"}
+    work = workdir_with(tmp_path / "w2", config)
+    run = snakemake("--cores", "1", cwd=work)
+    said = run.stdout + run.stderr
+    assert run.returncode != 0 and "made twice" in said, said[-2000:]
+    assert str(files / "cell001.tif") in said and str(files / "cell002.tif") in said
+    assert not (work / "results").exists()
+    config["datasets"] = {"wf": {"source": f"{tmp_path}/none/*.tif", "kind": "widefield"}}
+    run = snakemake("-n", cwd=workdir_with(tmp_path / "w3", config))
+    assert run.returncode != 0 and "matches nothing" in run.stdout + run.stderr
+
+
+def write_sheet(path: Path, rows: list[list[str]]) -> Path:
+    path.write_text("".join("\t".join(row) + "\n" for row in rows))
+    return path
+
+
+def test_sample_sheet_rows_become_datasets(tmp_path):
+    """`samples: samples.tsv`: each row a dataset as if under `datasets:` (its optics over the
+    top-level ones, a glob in a row expanded), beside the config's own datasets."""
+    files = widefield_folder(tmp_path / "run", 3)
+    config = tiny_config(samples="samples.tsv")
+    work = workdir_with(tmp_path / "w", config)
+    write_sheet(work / "samples.tsv", [
+        ["name", "source", "kind", "na", "pixel_size", "psf"],
+        ["one", str(files / "cell000.tif"), "widefield", "1.2", "90", ""],
+        ["many", f"{files}/cell00[12].tif", "widefield", "", "", "theory"],
+    ])  # fmt: skip
+    dry = snakemake("-n", "-p", cwd=work)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    out = dry.stdout
+    assert f"dps import {files}/cell000.tif results/one/input/widefield.zarr" in out
+    assert "--pixel-size 90.0 " in out and "--na 1.2 " in out
+    for name in ("many_cell001", "many_cell002"):
+        assert f"results/{name}/input/final/widefield_sparse.tif" in out
+    assert "results/simulated/metrics.tsv" in out  # the config's own dataset still runs
+    # only a sample sheet, no `datasets:`
+    del config["datasets"]
+    work2 = workdir_with(tmp_path / "w2", config)
+    shutil.copy(work / "samples.tsv", work2 / "samples.tsv")
+    dry, counts = dry_jobs(work2)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert counts["import_image"] == 3 and counts["metrics_table"] == 3
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        ([["name", "source"], ["a", "x.tif"]], ["column 'kind' is missing"]),
+        ([["name", "source", "kind", "na"], ["a", "x.tif", "widefield", "1.2"],
+          ["b", "x.tif", "widefield", "2.5"]], ["row 2", "column 'na'", "2.5"]),
+        ([["name", "source", "kind", "na"], ["a", "x.tif", "widefield", "big"]],
+         ["row 1", "column 'na'", "'big' is not of type 'number'"]),
+        ([["name", "source", "kind"], ["a", "x.tif", "widefield"], ["a", "y.tif", "raw"]],
+         ["row 2", "column 'name'", "'a' is also the name of row 1"]),
+        ([["name", "source", "kind", "colour"], ["a", "x.tif", "widefield", "red"]],
+         ["column 'colour' is not a sample sheet column"]),
+        ([["name", "source", "kind"], ["a/..", "x.tif", "widefield"]], ["row 1", "column 'name'"]),
+        ([["name", "source", "kind"], ["simulated", "x.tif", "widefield"]],
+         ["row 1", "'simulated' is also a dataset of `datasets:`"]),
+    ],
+)  # fmt: skip
+def test_bad_sample_sheet_stops_before_any_job_naming_row_and_column(tmp_path, rows, said):
+    work = workdir_with(tmp_path, tiny_config(samples="samples.tsv"))
+    tifffile.imwrite(work / "x.tif", np.zeros((8, 8), np.float32))
+    write_sheet(work / "samples.tsv", rows)
+    run = snakemake("--cores", "1", cwd=work)
+    assert run.returncode != 0
+    for text in ["sample sheet samples.tsv", *said]:
+        assert text in run.stdout + run.stderr, (text, run.stderr[-2000:])
+    assert not (work / "results").exists()
+
+
+def test_five_hundred_acquisitions_dry_run(tmp_path):
+    """A glob over 500 small widefield images builds its DAG: every per-dataset rule
+    scheduled 500 times (Snakemake's own job stats)."""
+    files = widefield_folder(tmp_path / "run", 500)
+    config = tiny_config(datasets={"fov": {"source": f"{files}/*.tif", "kind": "widefield"}})
+    work = workdir_with(tmp_path / "w", config)
+    dry, counts = dry_jobs(work)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    for rule in ("import_image", "background", "identify_psf", "infer", "evaluate",
+                 "stage_figure", "metrics_table"):  # fmt: skip
+        assert counts[rule] == 500, (rule, counts)
+    assert counts["deconvolve"] == counts["export"] == 3 * 500
+    assert counts["train_resudbpn"] == counts["train_psfid"] == 1  # shared networks, once

@@ -1,11 +1,197 @@
 # Helpers shared by the rules: paths, dataset lookups and the stage chain. No rules here.
+import glob
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
 
 from dps_stages.nets.registry import MODELS, REGISTRY, SIM_NETWORKS
+
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+CONFIG_SCHEMA = str(SCHEMAS / "config.schema.yaml")
+#: a dataset name: a safe path component, the pattern of `datasets`' names in the config schema
+with open(CONFIG_SCHEMA) as _f:
+    NAME_PATTERN = re.compile(
+        yaml.safe_load(_f)["properties"]["datasets"]["propertyNames"]["pattern"]
+    )
+#: characters that make a `source` a glob (when no file of that exact name exists)
+GLOB_MAGIC = re.compile(r"[*?[]")
+#: extensions left out of a dataset name made from a file name (longest first)
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr")
+#: sample sheet column -> key of a dataset's `optics`
+SHEET_OPTICS = ("wavelength", "na", "pixel_size", "modulation_factor", "psf")
+
+
+def is_glob(source):
+    """A `source` holding `*`, `?` or `[` that names no existing path is a glob."""
+    return source != "simulate" and bool(GLOB_MAGIC.search(source)) and not os.path.exists(source)
+
+
+def acquisition_name(entry, pattern, match):
+    """The dataset name of one match of a glob: the entry's name and the path components that
+    the glob's wildcards matched, joined by '_' (image extensions dropped, characters outside
+    [A-Za-z0-9_.-] replaced by '_'): `run1` with `/data/run1/*.tif` and `/data/run1/c 1.tif`
+    gives `run1_c_1`."""
+    parts = [m for p, m in zip(Path(pattern).parts, Path(match).parts) if GLOB_MAGIC.search(p)]
+    last = parts[-1]
+    for suffix in IMAGE_SUFFIXES:
+        if last.lower().endswith(suffix) and len(last) > len(suffix):
+            parts[-1] = last[: -len(suffix)]
+            break
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join([entry, *parts]))
+
+
+def glob_datasets(entry, spec, where):
+    """The datasets of one `datasets:` entry (or sample sheet row) whose source is a glob: one
+    per matched path, in sorted order, each with the entry's other keys."""
+    pattern = spec["source"]
+    matches = sorted(glob.glob(pattern))
+    if not matches:
+        raise WorkflowError(f"{where}: source {pattern!r} is a glob that matches nothing")
+    return {acquisition_name(entry, pattern, m): (m, {**spec, "source": m}) for m in matches}
+
+
+def read_sample_sheet(path):
+    """The datasets of a sample sheet (`samples:`, a TSV): one per row, as if written under
+    `datasets:`. The table is checked against workflow/schemas/samples.schema.yaml (snakemake's
+    validate, row by row); an error names the sheet, the row and the column."""
+    import pandas as pd
+
+    schema_file = SCHEMAS / "samples.schema.yaml"
+    with open(schema_file) as f:
+        schema = yaml.safe_load(f)
+    if not os.path.isfile(path):
+        raise WorkflowError(f"samples: the sample sheet {path!r} is not a file")
+    table = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    table.columns = [c.strip() for c in table.columns]
+    columns = schema["properties"]
+    for column in schema["required"]:
+        if column not in table.columns:
+            raise WorkflowError(
+                f"sample sheet {path}: column {column!r} is missing (required columns: "
+                f"{', '.join(schema['required'])}; a tab-separated table with a header line)"
+            )
+    for column in table.columns:
+        if column not in columns:
+            raise WorkflowError(
+                f"sample sheet {path}: column {column!r} is not a sample sheet column "
+                f"(columns: {', '.join(columns)})"
+            )
+    # empty cells are absent; numbers and booleans are converted where they parse, so that a
+    # cell that does not is reported by the schema at its own row
+    table = table.map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
+    for column in table.columns:
+        kind = columns[column].get("type")
+        if kind == "number":
+            table[column] = [_number(v) for v in table[column]]
+        elif kind == "boolean":
+            table[column] = [_boolean(v) for v in table[column]]
+    rows = [f"row {i + 1} (line {i + 2})" for i in range(len(table))]
+    seen = {}
+    for row, name in zip(rows, table["name"]):
+        if name is not None and name in seen:
+            raise WorkflowError(
+                f"sample sheet {path}, {row}, column 'name': {name!r} is also the name of "
+                f"{seen[name]}; names must be unique"
+            )
+        seen[name] = row
+    try:
+        validate(table, str(schema_file))
+    except WorkflowError as error:
+        raise WorkflowError(_sheet_error(path, rows, error)) from None
+    out = {}
+    for row, record in zip(rows, table.to_dict("records")):
+        record = {k: v for k, v in record.items() if v is not None and not pd.isna(v)}
+        spec = {"source": record["source"], "kind": record["kind"]}
+        spec_optics = {k: record[k] for k in SHEET_OPTICS if k in record}
+        if spec_optics:
+            spec["optics"] = spec_optics
+        if "adapt" in record:
+            spec["adapt"] = record["adapt"].split(",")
+        if "self_supervised" in record:
+            spec["self_supervised"] = record["self_supervised"]
+        out[record["name"]] = (f"sample sheet {path}, {row}", spec)
+    return out
+
+
+def _number(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return number if math.isfinite(number) else value
+
+
+def _boolean(value):
+    return {"true": True, "false": False}.get(value.lower(), value) if value else value
+
+
+def _sheet_error(path, rows, error):
+    """A row error of snakemake's validate as 'sheet, row, column: what is wrong'."""
+    import jsonschema
+
+    row = re.search(r"row (\d+)", str(error))
+    where = f"sample sheet {path}, {rows[int(row.group(1))]}" if row else f"sample sheet {path}"
+    err = error.__context__  # the schema's error, which snakemake's validate wraps
+    if not isinstance(err, jsonschema.ValidationError):
+        return f"{where}: {error}"
+    if err.validator == "required":  # an empty cell of a required column
+        missing = [c for c in err.validator_value if c not in err.instance]
+        return f"{where}, column {missing[0]!r}: the cell is empty (a required column)"
+    column = err.path[0] if err.path else None
+    return f"{where}, column {column!r}: {err.message}" if column else f"{where}: {err.message}"
+
+
+def expand_datasets(config):
+    """Every dataset of the config, in order: the entries of `datasets:` then the rows of the
+    sample sheet (`samples:`), a glob `source` standing for one dataset per matched path. Each
+    name must match the schema's safe pattern and be unique; each spec is checked against the
+    config schema (and given its defaults) as the entries of `datasets:` are; the datasets of a
+    glob are copies of their checked entry with another source."""
+    given = config.get("datasets") or {}
+    entries = {name: (f"datasets.{name}", spec) for name, spec in given.items()}
+    if config.get("samples"):
+        rows = read_sample_sheet(config["samples"])
+        # the rows as config datasets: the config schema's checks and defaults
+        try:
+            validate({**config, "datasets": {n: s for n, (_, s) in rows.items()}}, CONFIG_SCHEMA)
+        except WorkflowError as error:
+            raise WorkflowError(f"sample sheet {config['samples']}: {error}") from None
+        for name, (where, spec) in rows.items():
+            if name in entries:
+                raise WorkflowError(
+                    f"{where}: the name {name!r} is also a dataset of `datasets:` in the config"
+                )
+            entries[name] = (where, spec)
+    out, origin = {}, {}
+    for entry, (where, spec) in entries.items():
+        if is_glob(spec["source"]):
+            found = glob_datasets(entry, spec, where)
+        else:
+            found = {entry: (spec["source"], spec)}
+        for name, (path, dataset) in found.items():
+            if not NAME_PATTERN.fullmatch(name):
+                raise WorkflowError(
+                    f"{where}: the dataset name {name!r} made from {path!r} is not a safe name "
+                    f"(pattern {NAME_PATTERN.pattern})"
+                )
+            if name in out:
+                first_where, first_path = origin[name]
+                raise WorkflowError(
+                    f"dataset name {name!r} is made twice: from {first_path!r} ({first_where}) "
+                    f"and from {path!r} ({where}); rename one of them"
+                )
+            out[name], origin[name] = dataset, (where, path)
+    if not out:
+        raise WorkflowError("the config names no dataset (datasets: and samples: are empty)")
+    return out
+
 
 RESULTS = config["results"]
 NET = config["networks"]
@@ -14,7 +200,7 @@ NETWORK_NAMES = tuple(n for n, s in REGISTRY.items() if s.data != "generated")
 # the networks train on simulation only: without a simulated dataset in the config, a hidden
 # one (networks.simulate, top-level optics) provides the training splits and is not evaluated
 TRAINING_DS = "_training"
-DATASETS = dict(config["datasets"])
+DATASETS = expand_datasets(config)
 if not any(s["source"] == "simulate" for s in DATASETS.values()) and any(
     NET[n]["model"] is None for n in NETWORK_NAMES
 ):
