@@ -26,7 +26,9 @@ def plugin() -> str:
     (an editable install made before the entry point existed does not list it)."""
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     pm = npe2.PluginManager.instance()
-    if manifest.name not in pm._manifests:
+    try:
+        pm.get_manifest(manifest.name)  # installed with the entry point: napari found it
+    except KeyError:
         pm.register(manifest)
     return manifest.name
 
