@@ -14,7 +14,7 @@ CORES       ?= all
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 LOCK        := requirements.lock
-EXTRAS      := workflow,dev,modelzoo
+EXTRAS      := workflow,dev,modelzoo,napari
 export PATH := $(BIN):$(PATH)
 
 .PHONY: install run report test lint bench clean lock python-check

@@ -1,7 +1,7 @@
 """Write requirements.lock and envs/dps.yaml from a fresh virtual environment (`make lock`).
 
 Usage: ``python workflow/scripts/lock.py VENV_PYTHON LOCK ENV_YAML``. ``VENV_PYTHON`` is the
-interpreter of a venv where torch and then ``-e ".[workflow,dev,modelzoo]"`` were installed;
+interpreter of a venv where torch and then ``-e ".[workflow,dev,modelzoo,napari]"`` were installed;
 its ``pip freeze`` (the project itself left out) is the lock, minus torch and the CUDA and
 triton packages a torch build brings, which the Makefile installs first from ``TORCH_INDEX``.
 The conda environment for ``snakemake --sdm conda`` gets the same pins through pip, and torch
@@ -31,10 +31,10 @@ def main(python: str, lock: str, env_yaml: str) -> None:
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
     header = [
-        "# requirements.lock: every dependency of dps and its extras (workflow, dev, modelzoo),",
-        f"# pinned; made by `make lock` (pip freeze of a fresh Python {version} venv, torch "
-        f"{torch} and its",
-        "# CUDA/triton packages left out: the Makefile installs torch first from TORCH_INDEX).",
+        "# requirements.lock: every dependency of dps and its extras (workflow, dev, modelzoo,",
+        f"# napari), pinned; made by `make lock` (pip freeze of a fresh Python {version} venv,",
+        f"# torch {torch} and its CUDA/triton packages left out: the Makefile installs torch first",
+        "# from TORCH_INDEX).",
         "# Regenerate with `make lock` after changing pyproject.toml; do not edit by hand.",
     ]
     Path(lock).write_text("\n".join(header + pins) + "\n")
