@@ -271,7 +271,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_summarise(args: argparse.Namespace) -> None:
     from dps_stages.evaluate import summarise
 
-    summarise(args.tables, args.output, args.summary, args.figure)
+    summarise(args.tables, args.output, args.summary, args.figure, args.summary_html)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -283,6 +283,8 @@ def cmd_figures(args: argparse.Namespace) -> None:
         level=args.level,
         output=args.output,
         n_images=args.n_images,
+        metrics=args.metrics,
+        title=args.title,
     )
 
 
@@ -420,6 +422,7 @@ def add_parsers(sub) -> None:
     p.add_argument("tables", type=Path, nargs="+")
     p.add_argument("--summary", type=Path, required=True, help="TSV: mean and std per stage")
     p.add_argument("--figure", type=Path, required=True)
+    p.add_argument("--summary-html", type=Path, help="HTML: the summary as tables, for the report")
     p.set_defaults(func=cmd_summarise)
 
     p = sub.add_parser("figures", help="stage outputs side by side with the ground truth")
@@ -428,6 +431,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--truth", type=Path)
     p.add_argument("--level", default="input")
     _option(p, "--n-images", key="evaluate.figure_images", type=_count)
+    p.add_argument("--metrics", type=Path, help="the level's metrics TSV: scores on each panel")
+    p.add_argument("--title", help="the figure's title (default: the signal level)")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("export", help="a stage's output as OME-Zarr and ImageJ TIFF")

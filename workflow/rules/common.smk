@@ -4,6 +4,7 @@ import json
 import re
 import shlex
 
+from dps_stages.figures import STAGE_GROUPS, group_stages
 from dps_stages.nets.registry import MODELS, REGISTRY, SIM_NETWORKS
 
 RESULTS = config["results"]
@@ -78,6 +79,7 @@ wildcard_constraints:
     level=r"[A-Za-z0-9.]+",
     ds=r"[A-Za-z0-9_.-]+",
     stage=r"[A-Za-z0-9_]+",
+    group=name_regex([*STAGE_GROUPS, "other"]),
 
 
 def level_key(level):
@@ -397,6 +399,21 @@ def stage_options(w, with_input=True):
     return parts
 
 
+def figure_groups(ds):
+    """The stage figures of a dataset: group -> its stages (at most four per figure)."""
+    return group_stages([name for name, _ in stage_chain(ds)])
+
+
+def stage_figure_options(w):
+    """`--stage NAME PATH` of the stages of one figure group, and `--truth`: a list."""
+    parts = []
+    for name in figure_groups(w.ds)[w.group]:
+        parts += ["--stage", name, stage_path(w.ds, w.level, name)]
+    if w.ds in SIMULATED:
+        parts += ["--truth", truth_store(w.ds)]
+    return parts
+
+
 def trained_networks():
     """The shared networks the DAG uses: the DPS chain and OIDN for raw frames, Res-U-DBPN
     (one for SIM, one for widefield images) unless a dataset trains its own, and PSF
@@ -422,9 +439,10 @@ def all_outputs():
             f"{RESULTS}/{ds}/metrics.tsv",
             f"{RESULTS}/{ds}/metrics_summary.tsv",
             f"{RESULTS}/{ds}/metrics.png",
+            f"{RESULTS}/{ds}/metrics_summary.html",
         ]
         for level in levels(ds):
-            out.append(f"{RESULTS}/{ds}/{level}/stages.png")
+            out += [f"{RESULTS}/{ds}/{level}/stages/{g}.png" for g in figure_groups(ds)]
             if input_kind(ds) == "raw":
                 out.append(f"{RESULTS}/{ds}/{level}/calibration.png")
             if input_kind(ds) != "sim":
