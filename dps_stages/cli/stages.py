@@ -288,6 +288,25 @@ def cmd_figures(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_paper(args: argparse.Namespace) -> None:
+    """The reviewer's page: every claim of the papers beside the number this code gives."""
+    from dps_stages.paper import Inputs, build_page
+
+    rows = build_page(
+        Inputs(
+            results=args.results,
+            data=args.data,
+            datasets={name: (kind, source) for name, kind, source in args.dataset or []},
+            out=args.output,
+            command=args.command_line or "",
+        )
+    )
+    counts = {}
+    for row in rows:
+        counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    print(f"{args.output}/index.html: {len(rows)} rows, {counts}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     """Write a stage's output as OME-Zarr and ImageJ TIFF for Fiji and napari."""
     from dps_stages import io
@@ -434,6 +453,20 @@ def add_parsers(sub) -> None:
     p.add_argument("--metrics", type=Path, help="the level's metrics TSV: scores on each panel")
     p.add_argument("--title", help="the figure's title (default: the signal level)")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("paper", help="the papers' claims beside this code's numbers (a page)")
+    p.add_argument("output", type=Path, help="folder: index.html, index.md, figures, tables")
+    p.add_argument("--results", type=Path, required=True, help="the workflow's results folder")
+    p.add_argument("--data", type=Path, required=True, help="the shared data (../shared/data)")
+    p.add_argument(
+        "--dataset",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "KIND", "SOURCE"),
+        help="a dataset of the run: kind raw|widefield|sim (simulated: 'raw simulate')",
+    )
+    p.add_argument("--command-line", help="the command that built the page, for the record")
+    p.set_defaults(func=cmd_paper)
 
     p = sub.add_parser("export", help="a stage's output as OME-Zarr and ImageJ TIFF")
     p.add_argument("input", type=Path)

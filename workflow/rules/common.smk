@@ -1,8 +1,10 @@
 # Helpers shared by the rules: paths, dataset lookups and the stage chain. No rules here.
 import hashlib
 import json
+import os
 import re
 import shlex
+from pathlib import Path
 
 from dps_stages.figures import STAGE_GROUPS, group_stages
 from dps_stages.nets.registry import MODELS, REGISTRY, SIM_NETWORKS
@@ -545,3 +547,19 @@ def dbpn_own_inputs(w):
     if blind(w.image_ds):  # widefield images only: blind() refuses SIM images
         inputs["psf"] = identified_psf(w.image_ds, "input", "widefield")
     return inputs
+
+
+# the reviewer's page (rules/paper.smk)
+#: the shared reference data, beside the project (../shared/data/README.md names the sources)
+PAPER_DATA = str(Path(workflow.basedir).resolve().parent / "shared" / "data")
+#: the page's folder (one page per working directory, whichever results folder it reads)
+PAPER_DIR = "results/paper"
+
+
+def paper_datasets():
+    """`--dataset NAME KIND SOURCE` of every evaluated dataset, for `dps paper`."""
+    args = []
+    for ds in EVALUATED:
+        source = DATASETS[ds]["source"]
+        args += ["--dataset", ds, input_kind(ds), str(source)]
+    return args
