@@ -29,7 +29,7 @@ run: install
 	@echo "report: results/report.html; metrics: results/*/metrics.tsv"
 
 # the reviewer's path: the real data through the DAG (benchmarks/configs/real_data.yaml, into
-# results_real/), then results/paper/index.html: every claim of the papers beside our number
+# results_real/), then results_real/paper/index.html: every claim of the papers beside ours
 SHARED := ../shared/data
 figures: install
 	@for p in vdl-sim-microtubules/raw/GT vdl-sim-microtubules/reference dps-fig3a/Fig3a.tif decorrelation; do \
@@ -37,7 +37,7 @@ figures: install
 	done
 	$(BIN)/python workflow/scripts/unlock_stale.py $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --configfile benchmarks/configs/real_data.yaml paper
-	@echo "page: results/paper/index.html (and index.md)"
+	@echo "page: results_real/paper/index.html (and index.md)"
 
 test: install
 	$(BIN)/python -m pytest -q --durations=10

@@ -552,8 +552,8 @@ def dbpn_own_inputs(w):
 # the reviewer's page (rules/paper.smk)
 #: the shared reference data, beside the project (../shared/data/README.md names the sources)
 PAPER_DATA = str(Path(workflow.basedir).resolve().parent / "shared" / "data")
-#: the page's folder (one page per working directory, whichever results folder it reads)
-PAPER_DIR = "results/paper"
+#: the page's folder, inside the results it reads (nothing is written outside `results`)
+PAPER_DIR = f"{RESULTS}/paper"
 
 
 def paper_datasets():

@@ -1,6 +1,7 @@
-# The reviewer's path: `snakemake paper` (`make figures` runs it on the real data) writes
-# results/paper/index.html and index.md, every claim of the papers beside the number this
-# run gives, with a verdict per row, the figures (PDF and PNG) and the real TIRF-SIM table.
+# The reviewer's path: `snakemake paper` writes <results>/paper/index.html and index.md
+# (`make figures` runs it on the real data: results_real/paper/), every claim of the papers
+# beside the number this run gives, with a verdict per row, the figures (PDF and PNG) and the
+# real TIRF-SIM table.
 # It reads everything the run computes, and the shared reference data beside the project.
 
 
