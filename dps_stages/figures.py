@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -295,15 +296,19 @@ def summary_html(summary: pd.DataFrame, output: str | Path, title: str = "metric
     summary = summary.copy()
     summary["truth"] = summary["truth"].fillna("")
     summary["level"] = summary["level"].astype(str)
+    # styles scoped to the wrapper: the page is also embedded in the report's landing page
+    css = (
+        ".dps-metrics{font-family:sans-serif;font-size:14px}"
+        ".dps-metrics table{border-collapse:collapse;margin:0 0 1.5em}"
+        ".dps-metrics td,.dps-metrics th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        ".dps-metrics th{background:#f0f0f0}.dps-metrics td:first-child{text-align:left}"
+    )
+    n_images = ", ".join(str(n) for n in sorted(set(summary["n_images"])))
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{title}</title><style>body{{font-family:sans-serif;font-size:14px}}"
-        "table{border-collapse:collapse;margin:0 0 1.5em}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;text-align:right}th{background:#f0f0f0}td:first-child{text-align:left}"
-        "</style></head><body>",
-        f"<h2>{title}</h2><p>Mean ± standard deviation over the test images, per stage "
-        "(rows, in DAG order) and signal level (columns); n images per cell: "
-        f"{', '.join(str(n) for n in sorted(set(summary['n_images'])))}.</p>",
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{css}</style></head><body><div class='dps-metrics'>",
+        f"<h2>{html.escape(title)}</h2><p>Mean ± standard deviation over the test images, per "
+        f"stage (rows, in DAG order) and signal level (columns); images per cell: {n_images}.</p>",
     ]
     levels = list(dict.fromkeys(summary["level"]))
     kinds = [k for k in dict.fromkeys(summary["truth"]) if k]
@@ -321,15 +326,15 @@ def summary_html(summary: pd.DataFrame, output: str | Path, title: str = "metric
                                                getattr(r, f"{stem}_std"), digits)
                      for r in table.itertuples()}  # fmt: skip
             rows = list(dict.fromkeys(table["stage"]))
-            parts.append(f"<h3>{name}</h3><table><tr><th>stage</th>")
-            parts += [f"<th>{lv}</th>" for lv in levels]
+            parts.append(f"<h3>{html.escape(name)}</h3><table><tr><th>stage</th>")
+            parts += [f"<th>{html.escape(lv)}</th>" for lv in levels]
             parts.append("</tr>")
             for stage in rows:
-                parts.append(f"<tr><td>{stage}</td>")
+                parts.append(f"<tr><td>{html.escape(stage)}</td>")
                 parts += [f"<td>{cells.get((stage, lv), '–')}</td>" for lv in levels]
                 parts.append("</tr>")
             parts.append("</table>")
-    parts.append("</body></html>")
+    parts.append("</div></body></html>")
     with io.atomic_path(output) as tmp:
         Path(tmp).write_text("".join(parts), encoding="utf-8")
 
