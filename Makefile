@@ -1,21 +1,49 @@
 # dps: `make run` runs the default pipeline, `make test` runs the tests.
-# Both install into a local virtual environment (.venv) first; torch 2.13.0 (a CPU wheel on
-# these machines) is installed before the project so that no CUDA packages are pulled in.
+# Both install into a local virtual environment (.venv) first, exactly the versions of
+# requirements.lock (how it is made: `make lock`, below). torch comes first, alone, from
+# TORCH_INDEX, so that the lock's other packages never pull a different torch build:
+#   CPU (default): TORCH_INDEX empty = the configured package index (on these machines it
+#     resolves torch==2.13.0 to the local CPU wheel); elsewhere use the CPU wheel index,
+#     make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   GPU (CUDA 12.6): make install TORCH_INDEX=https://download.pytorch.org/whl/cu126
 
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(abspath $(VENV)/bin)
-CORES  ?= all
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(abspath $(VENV)/bin)
+CORES       ?= all
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+LOCK        := requirements.lock
+EXTRAS      := workflow,dev,modelzoo
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run report test lint bench figures clean
+.PHONY: install run report test lint bench figures clean lock python-check
 
-$(VENV)/.installed: pyproject.toml
+# before anything installs: refuse a Python the project does not support
+python-check:
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else \
+	"dps needs Python >= 3.11; $(PYTHON) is %d.%d. Run: make install PYTHON=python3.11" % v[:2])'
+
+$(VENV)/.installed: pyproject.toml $(LOCK) | python-check
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[workflow,dev]"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip check
 	touch $@
+
+# requirements.lock: every dependency of the project and its extras, pinned, torch and its
+# CUDA/triton packages left out (TORCH above). Made by `pip freeze` of a fresh venv;
+# regenerate after a change of pyproject.toml's ranges with `make lock`.
+lock: | python-check
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
+	.lock-venv/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	.lock-venv/bin/python workflow/scripts/lock.py .lock-venv/bin/python $(LOCK) envs/dps.yaml
+	rm -rf .lock-venv
 
 install: $(VENV)/.installed
 

@@ -14,6 +14,14 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# trivial rules (a PNG copied, a table of a few rows, the target): run in the Snakemake
+# process itself, never submitted to a cluster (profiles/slurm)
+localrules:
+    all,
+    model_figure,
+    metrics_table,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/background.smk"

@@ -182,12 +182,19 @@ def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
         return _lazy(node, path), dict(node.attrs)
     attrs = dict(node.attrs)
     names = list(node.array_keys())
+    ome = ome_attrs(attrs)
     if IMAGE_ARRAY in names:
         name = IMAGE_ARRAY
-    elif "multiscales" in attrs or "ome" in attrs:  # OME-Zarr: full resolution is the first
-        ms = attrs.get("multiscales") or attrs["ome"]["multiscales"]
+    elif "bioformats2raw.layout" in ome:  # a collection of fields of view: (n, ...)
+        fields = [open_stage(path / series)[0] for series in ome_series(node)]
+        if not fields:
+            raise DpsInputError(f"{path}: OME-Zarr collection holds no images")
+        first = ome_attrs(dict(node[ome_series(node)[0]].attrs))["multiscales"][0]
+        return da.stack(fields), _ome_stage_attrs(attrs, first)
+    elif "multiscales" in ome:  # OME-Zarr image: full resolution is the first dataset
+        ms = ome["multiscales"]
         name = ms[0]["datasets"][0]["path"]
-        attrs.setdefault("pixel_size", _ome_pixel_size(ms[0]))
+        attrs = _ome_stage_attrs(attrs, ms[0])
     elif len(names) == 1:
         name = names[0]
     else:
@@ -196,6 +203,27 @@ def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
             f"'{IMAGE_ARRAY}', a single array, or OME-Zarr multiscales"
         )
     return _lazy(node[name], path), attrs
+
+
+def ome_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The NGFF attributes of a group: under ``ome`` (NGFF 0.5) or at the top (0.4)."""
+    return dict(attrs.get("ome") or attrs)
+
+
+def ome_series(group: zarr.Group) -> list[str]:
+    """The image paths of an OME-Zarr collection (bioformats2raw layout), in order: the
+    ``series`` of its ``OME`` group, else the groups ``0``, ``1``, ... that exist."""
+    try:
+        series = ome_attrs(dict(group["OME"].attrs)).get("series")
+    except KeyError:
+        series = None
+    if series:
+        return [str(s) for s in series]
+    names, i = [], 0
+    while str(i) in group:
+        names.append(str(i))
+        i += 1
+    return names
 
 
 class _NamedChunks:
@@ -221,15 +249,31 @@ def _lazy(array: zarr.Array, path: Path) -> da.Array:
     return da.from_array(_NamedChunks(array, path), chunks=chunks, asarray=True, fancy=False)
 
 
+def _ome_stage_attrs(attrs: Mapping[str, Any], multiscale: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage's attributes from an OME-Zarr: those this project wrote (``dps``) with the pixel
+    size of the NGFF scale (which a viewer shows) where it says one."""
+    out = dict(attrs.get("dps") or {})
+    px = _ome_pixel_size(multiscale)
+    if px is not None or "pixel_size" not in out:
+        out["pixel_size"] = px
+    return out
+
+
+#: nanometres per NGFF space unit
+NGFF_UNITS_NM = {"nanometer": 1.0, "micrometer": 1e3, "millimeter": 1e6, "angstrom": 0.1}
+
+
 def _ome_pixel_size(multiscale: Mapping[str, Any]) -> float | None:
-    """Pixel size in nm of the full-resolution level of an NGFF multiscale, if it says."""
+    """Pixel size in nm (x axis) of the full-resolution level of an NGFF multiscale: its
+    ``scale`` times the axis unit; None when it has no scale or no known unit."""
     try:
-        scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][-1]
-    except (KeyError, IndexError):
+        names = [a.get("name") for a in multiscale["axes"]]
+        transforms = multiscale["datasets"][0]["coordinateTransformations"]
+        scale = next(t["scale"] for t in transforms if t.get("type") == "scale")
+        unit = multiscale["axes"][names.index("x")].get("unit")
+        return float(scale[names.index("x")]) * NGFF_UNITS_NM[unit]
+    except (KeyError, IndexError, ValueError, StopIteration, TypeError):
         return None
-    units = {a.get("name"): a.get("unit") for a in multiscale.get("axes", [])}
-    factor = {"micrometer": 1e3, "nanometer": 1.0, "millimeter": 1e6}.get(units.get("x"), 1.0)
-    return float(scale) * factor
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,8 +284,35 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
+#: nanometres per OME-XML length unit (the UnitsLength symbols of the OME schema)
+OME_UNITS_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "mm": 1e6, "Å": 0.1, "pm": 1e-3, "m": 1e9}
+
+
+def _ome_tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
+    """Pixel size in nm from an OME-TIFF's first ``Pixels`` element: ``PhysicalSizeX`` in
+    ``PhysicalSizeXUnit`` (µm when the unit is not given, as the OME schema defaults)."""
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(tif.ome_metadata)
+    except ElementTree.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None or pixels.get("PhysicalSizeX") is None:
+        return None
+    factor = OME_UNITS_NM.get(pixels.get("PhysicalSizeXUnit", "µm"))
+    size = float(pixels.get("PhysicalSizeX"))
+    return None if factor is None or size <= 0 else size * factor
+
+
 def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size in nm from ImageJ/TIFF resolution tags, if present."""
+    """Pixel size in nm: an OME-TIFF's ``PhysicalSizeX``, else the ImageJ/TIFF resolution
+    tags, if present."""
+    ome = _ome_tiff_pixel_size(tif)
+    if ome is not None:
+        return ome
     page = tif.pages.first
     tag = page.tags.get("XResolution")
     if tag is None:
@@ -258,18 +329,26 @@ def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
     return None if to_nm is None else float(to_nm / per_unit)
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
-    """Read an image (see :func:`_read_image`) and refuse a dtype that is not a real number."""
-    arr, meta = _read_image(path)
+def read_image(
+    path: str | os.PathLike, *, lazy: bool = False, tile: int = 1024
+) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
+    """Read an image (see :func:`_read_image`) and refuse a dtype that is not a real number.
+
+    ``lazy``: a TIFF (or folder of TIFFs) is opened as a dask array read tile by tile
+    (``tile`` pixels along y and x) instead of being loaded whole; Zarr is always lazy.
+    """
+    arr, meta = _read_image(path, lazy=lazy, tile=tile)
     check_dtype(arr, path)
     return arr, meta
 
 
-def _read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
+def _read_image(
+    path: str | os.PathLike, *, lazy: bool = False, tile: int = 1024
+) -> tuple[np.ndarray | da.Array, dict[str, Any]]:
     """Read an image or stack from a TIFF, a folder of per-frame TIFFs, Zarr or OME-Zarr.
 
-    Returns the array (numpy for TIFF, lazy dask for Zarr) and a dict with at least ``path``
-    and ``pixel_size`` (nm, or None when the file does not say).
+    Returns the array (numpy for TIFF unless ``lazy``, lazy dask for Zarr) and a dict with at
+    least ``path`` and ``pixel_size`` (nm, or None when the file does not say).
 
     A folder of TIFFs is read in natural order (``x_2`` before ``x_10``) and stacked on a new
     first axis; all frames must share one shape.
@@ -294,16 +373,17 @@ def _read_image(path: str | os.PathLike) -> tuple[np.ndarray | da.Array, dict[st
         )
         if not files:
             raise DpsInputError(f"{path}: folder holds no .tif/.tiff files and is not Zarr")
-        frames = [_read_tiff(f)[0] for f in files]
+        read = (lambda f: _open_tiff(f, tile)) if lazy else _read_tiff
+        frames = [read(f)[0] for f in files]
         shapes = {f.shape for f in frames}
         if len(shapes) != 1:
             detail = ", ".join(f"{p.name}: {a.shape}" for p, a in zip(files, frames, strict=True))
             raise DpsInputError(f"{path}: frames differ in shape ({detail})")
-        meta["pixel_size"] = _read_tiff(files[0])[1]
+        meta["pixel_size"] = read(files[0])[1]
         meta["files"] = [f.name for f in files]
-        return np.stack(frames), meta
+        return (da.stack(frames) if lazy else np.stack(frames)), meta
     if path.suffix.lower() in TIFF_SUFFIXES:
-        arr, px = _read_tiff(path)
+        arr, px = _open_tiff(path, tile) if lazy else _read_tiff(path)
         meta["pixel_size"] = px
         return arr, meta
     raise DpsInputError(
@@ -317,6 +397,100 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
             return tif.asarray(), _tiff_pixel_size(tif)
     except Exception as exc:  # tifffile raises many kinds for a damaged file
         raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
+
+
+class _ContiguousTiff:
+    """Read-only array view of the uncompressed, contiguous image data of a TIFF series: a
+    slice reads only the rows (and, within them, the columns) it needs with ``os.pread``, so
+    neither the whole file nor a memory map of it is ever held (a mapping's pages would count
+    in the process's memory)."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.offset = path, int(offset)
+        self.file_dtype = np.dtype(dtype)
+        self.shape, self.dtype, self.ndim = tuple(shape), dtype.newbyteorder("="), len(shape)
+        self.size = os.path.getsize(path)
+        end = self.offset + int(np.prod(self.shape)) * self.file_dtype.itemsize
+        if end > self.size:
+            raise DpsInputError(
+                f"{path}: unreadable TIFF (truncated: the image data end at byte {end}, the "
+                f"file has {self.size})"
+            )
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if not all(isinstance(k, slice) for k in key):
+            raise IndexError(f"only slices are supported; got {key}")
+        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
+        if any(r.step != 1 and len(r) for r in ranges):  # read the span, take every step-th
+            span = tuple(slice(min(r[0], r[-1]), max(r[0], r[-1]) + 1) if len(r) else slice(0, 0)
+                         for r in ranges)  # fmt: skip
+            steps = tuple(slice(None, None, r.step if r.step > 0 else -r.step) for r in ranges)
+            out = self[span][steps]
+            flip = tuple(slice(None, None, -1 if r.step < 0 else 1) for r in ranges)
+            return out[flip]
+        ny, nx = self.shape[-2:]
+        rows, cols = ranges[-2], ranges[-1]
+        item = self.file_dtype.itemsize
+        out = np.empty(tuple(len(r) for r in ranges), dtype=self.dtype)
+        lead = [r for r in ranges[:-2]]
+        strides = [int(np.prod(self.shape[i + 1 : -2], dtype=np.int64)) for i in range(len(lead))]
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for index in np.ndindex(*(len(r) for r in lead)):
+                plane = sum(lead[i][j] * strides[i] for i, j in enumerate(index))
+                base = self.offset + plane * ny * nx * item
+                dest = out[index]
+                if len(cols) == nx and len(rows):  # whole rows: one read
+                    start = base + rows.start * nx * item
+                    dest[...] = self._read(fd, start, len(rows) * nx).reshape(len(rows), nx)
+                    continue
+                for i, r in enumerate(rows):
+                    dest[i] = self._read(fd, base + (r * nx + cols.start) * item, len(cols))
+        finally:
+            os.close(fd)
+        return out
+
+    def _read(self, fd: int, start: int, count: int) -> np.ndarray:
+        nbytes = count * self.file_dtype.itemsize
+        buf = os.pread(fd, nbytes, start)
+        if len(buf) != nbytes:
+            raise DpsInputError(f"{self.path}: unreadable TIFF (truncated at byte {start})")
+        return np.frombuffer(buf, dtype=self.file_dtype)
+
+
+def _open_tiff(path: Path, tile: int = 1024) -> tuple[da.Array, float | None]:
+    """A TIFF's first series as a dask array read tile by tile, and its pixel size (nm).
+
+    Uncompressed contiguous data (what ImageJ and tifffile write) are read by byte ranges
+    (:class:`_ContiguousTiff`); anything else (compressed, tiled, strips scattered in the
+    file) through tifffile's Zarr store, one dask chunk per TIFF strip or tile at least.
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            px = _tiff_pixel_size(tif)
+            shape, offset = tuple(series.shape), series.dataoffset
+            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+        if offset is not None and len(shape) >= 2:
+            source: Any = _ContiguousTiff(path, offset, shape, dtype)
+            chunks: Any = default_chunks(shape, tile)
+        else:
+            node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+            if not isinstance(node, zarr.Array):  # a pyramid: the full resolution
+                node = node[sorted(node.array_keys())[0]]
+            source, chunks = _NamedChunks(node, path), node.chunks
+            if len(shape) >= 2:  # at least a tile, whole strips or tiles of the file
+                chunks = default_chunks(shape, tile)
+                chunks = tuple(-(-c // z) * z for c, z in zip(chunks, node.chunks, strict=True))
+    except DpsInputError:
+        raise
+    except Exception as exc:  # tifffile raises many kinds for a damaged file
+        raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
+    if len(shape) < 2:
+        return da.from_array(np.asarray(source[...]), chunks=-1), px
+    return da.from_array(source, chunks=chunks, asarray=True, fancy=False), px
 
 
 def check_dtype(arr: np.ndarray | da.Array, path: str | os.PathLike) -> None:
@@ -439,21 +613,110 @@ def as_image_stack(arr: np.ndarray | da.Array, path: str | os.PathLike) -> np.nd
 # final outputs
 
 
-def write_tiff(path: str | os.PathLike, image: np.ndarray, pixel_size: float | None) -> Path:
-    """Write an ImageJ hyperstack TIFF (float32) with the pixel size in micrometres."""
-    image = np.asarray(image, dtype=np.float32)
-    axes = {2: "YX", 3: "TYX", 4: "TCYX"}.get(image.ndim)
+class _TiffRegion:
+    """Write-only array view of a TIFF's contiguous image data: ``__setitem__`` writes each
+    row of a block at its place with ``os.pwrite`` (the target of ``dask.array.store``)."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...]) -> None:
+        self.path, self.offset, self.shape = path, int(offset), tuple(shape)
+        self.dtype = np.dtype("<f4")
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
+        value = np.ascontiguousarray(np.broadcast_to(value, tuple(len(r) for r in ranges)),
+                                     dtype=self.dtype)  # fmt: skip
+        ny, nx = self.shape[-2:]
+        lead = ranges[:-2]
+        strides = [int(np.prod(self.shape[i + 1 : -2], dtype=np.int64)) for i in range(len(lead))]
+        rows, cols = ranges[-2], ranges[-1]
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for index in np.ndindex(*(len(r) for r in lead)):
+                plane = sum(lead[i][j] * strides[i] for i, j in enumerate(index))
+                base = self.offset + plane * ny * nx * 4
+                block = value[index]
+                if len(cols) == nx:
+                    os.pwrite(fd, block.tobytes(), base + rows.start * nx * 4)
+                    continue
+                for i, r in enumerate(rows):
+                    os.pwrite(fd, block[i].tobytes(), base + (r * nx + cols.start) * 4)
+        finally:
+            os.close(fd)
+
+
+def write_tiff(
+    path: str | os.PathLike,
+    image: np.ndarray | da.Array,
+    pixel_size: float | None,
+    *,
+    time_interval: float | None = None,
+) -> Path:
+    """Write an ImageJ hyperstack TIFF (float32) with the pixel size in micrometres.
+
+    The leading axis of a stack ``(n, y, x)`` or ``(n, c, y, x)`` holds independent images
+    (fields of view): it is written as ImageJ *slices* (``Z``), each labelled ``field <i>``,
+    so that Fiji steps through them and never plays them as a movie. Only a real time series,
+    given with ``time_interval`` (seconds between frames), is written as *frames* (``T``).
+
+    A dask array is written tile by tile: tifffile writes the header of an (empty) file of the
+    full shape, then each computed tile's rows go to their place (:class:`_TiffRegion`), so the
+    image is never held whole.
+    """
+    if not isinstance(image, da.Array):
+        image = np.asarray(image, dtype=np.float32)
+    lead = "T" if time_interval else "Z"
+    axes = {2: "YX", 3: f"{lead}YX", 4: f"{lead}CYX"}.get(image.ndim)
     if axes is None:
         raise ValueError(f"cannot write a {image.ndim}-D array as ImageJ TIFF")
-    kwargs: dict[str, Any] = {"imagej": True, "metadata": {"axes": axes}}
+    metadata: dict[str, Any] = {"axes": axes}
+    if image.ndim > 2 and not time_interval:
+        per_field = image.shape[1] if image.ndim == 4 else 1
+        metadata["Labels"] = [f"field {i}" for i in range(image.shape[0]) for _ in range(per_field)]
+    if time_interval:
+        metadata["finterval"] = float(time_interval)
+    kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata}
     if pixel_size:
         um = pixel_size / 1e3
         kwargs["resolution"] = (1.0 / um, 1.0 / um)
-        kwargs["metadata"]["unit"] = "um"
+        metadata["unit"] = "um"
     path = Path(path)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, image, **kwargs)
+        if isinstance(image, da.Array):
+            shape = tuple(int(n) for n in image.shape)
+            offset, _ = tifffile.imwrite(
+                tmp, shape=shape, dtype="<f4", byteorder="<", returnoffset=True, **kwargs
+            )
+            da.store(image.astype(np.float32), _TiffRegion(tmp, offset, shape), lock=False)
+        else:
+            tifffile.imwrite(tmp, image, **kwargs)
     return path
+
+
+#: the NGFF version ome-zarr 0.18 writes on Zarr v3 (for the collection attributes here)
+NGFF_VERSION = "0.5"
+
+
+def _write_ngff_image(
+    group: zarr.Group, image: np.ndarray, um: float, time_interval: float | None = None
+) -> None:
+    """One NGFF multiscale image (axes ``[t] [c] y x``) into ``group``."""
+    from ome_zarr.writer import write_image
+
+    lead: list[Any] = [{"name": "t", "type": "time", "unit": "second"}] if time_interval else []
+    axes: list[Any] = (lead + ["c"])[: image.ndim - 2] if image.ndim > 2 else []
+    axes += ["y", "x"]
+    names = [a["name"] if isinstance(a, dict) else a for a in axes]
+    lead_scale = {"t": float(time_interval or 1.0), "c": 1.0}
+    # a pyramid for viewers (napari) only where the image is large enough to need one
+    factors = tuple(f for f in (2, 4, 8, 16) if min(image.shape[-2:]) // f >= 256)
+    write_image(
+        image,
+        group=group,
+        axes=axes,
+        scale={**{a: lead_scale[a] for a in names[:-2]}, "y": um, "x": um},
+        axes_units={"y": "micrometer", "x": "micrometer"},
+        scale_factors=factors,
+    )
 
 
 def write_ome_zarr(
@@ -461,28 +724,37 @@ def write_ome_zarr(
     image: np.ndarray,
     pixel_size: float | None,
     attrs: Mapping[str, Any] | None = None,
+    *,
+    time_interval: float | None = None,
 ) -> Path:
-    """Write an OME-Zarr (NGFF) image with a physical scale in micrometres on y and x."""
+    """Write OME-Zarr (NGFF 0.5) with a physical scale in micrometres on y and x.
+
+    A single image ``(y, x)`` is one NGFF image. A stack ``(n, y, x)`` or ``(n, c, y, x)``
+    holds ``n`` independent images (fields of view), not a time series: it is written as a
+    collection in the bioformats2raw layout (the root says ``bioformats2raw.layout: 3``, the
+    images are the groups ``0`` .. ``n-1``, each an NGFF image ``[c] y x``, and the group
+    ``OME`` lists them as ``series``), so that a viewer opens them as separate images. Only a
+    real time series, given with ``time_interval`` (seconds), is one image with a ``t`` axis
+    of type time. The project's attributes go to the root's ``dps`` attribute.
+    """
     from ome_zarr.io import parse_url
-    from ome_zarr.writer import write_image
 
     image = np.asarray(image, dtype=np.float32)
-    axes = list({2: "yx", 3: "tyx", 4: "tcyx"}[image.ndim])
+    if image.ndim not in (2, 3, 4):
+        raise ValueError(f"cannot write a {image.ndim}-D array as OME-Zarr")
     um = (pixel_size or 1000.0) / 1e3
-    # a pyramid for viewers (napari) only where the image is large enough to need one
-    factors = tuple(f for f in (2, 4, 8, 16) if min(image.shape[-2:]) // f >= 256)
     path = Path(path)
     with atomic_path(path) as tmp:
         store = parse_url(str(tmp), mode="w").store
         root = zarr.group(store=store)
-        write_image(
-            image,
-            group=root,
-            axes=axes,
-            scale={**{a: 1.0 for a in axes[:-2]}, "y": um, "x": um},
-            axes_units={"y": "micrometer", "x": "micrometer"},
-            scale_factors=factors,
-        )
+        if image.ndim == 2 or time_interval:
+            _write_ngff_image(root, image, um, time_interval)
+        else:
+            series = [str(i) for i in range(image.shape[0])]
+            for name, field in zip(series, image, strict=True):
+                _write_ngff_image(root.create_group(name), field, um)
+            root.create_group("OME").attrs["ome"] = {"version": NGFF_VERSION, "series": series}
+            root.attrs["ome"] = {"version": NGFF_VERSION, "bioformats2raw.layout": 3}
         if attrs:
             root.attrs["dps"] = _jsonable(dict(attrs))
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,12 +14,33 @@ import torch
 from dps_stages.calibrate._util import raw_stack
 from dps_stages.inference import percentile_range
 
-__all__ = ["NoiseModel", "as_stack", "fine_tune", "normalised_stack"]
+__all__ = [
+    "NoiseModel",
+    "as_stack",
+    "fine_tune",
+    "normalised_stack",
+    "patch_side",
+    "tuning_copy",
+]
 
 
 def as_stack(frames: Any) -> np.ndarray:
     """Raw 2D-SIM frames as a float32 ``(n, 9, y, x)`` stack (``(9, y, x)`` is ``n = 1``)."""
     return raw_stack(frames, np.float32)
+
+
+def tuning_copy(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Seed torch's generator with ``seed`` and return a CPU float32 copy of ``model`` to tune
+    (the trained model is left untouched)."""
+    torch.manual_seed(seed)
+    return copy.deepcopy(model).cpu().float()
+
+
+def patch_side(model: torch.nn.Module, shape: tuple[int, ...], patch: int) -> int:
+    """The training patch side: ``patch`` clipped to the smaller of the last two sizes of
+    ``shape``, rounded down to a multiple ``m`` of the network's ``multiple``, at least ``m``."""
+    m = int(getattr(model, "multiple", 1))
+    return max(m, min(int(patch), min(shape[-2:])) // m * m)
 
 
 def normalised_stack(stack: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:

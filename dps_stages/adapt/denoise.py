@@ -32,7 +32,6 @@ Inference: ``f(y)`` (the plain network), or the paper's Monte-Carlo estimate
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ import torch
 
 from dps_stages.inference import percentile_range, run_block
 
-from ._common import NoiseModel, as_stack, fine_tune, normalised_stack
+from ._common import NoiseModel, as_stack, fine_tune, normalised_stack, patch_side, tuning_copy
 
 __all__ = ["DENOISE_STEPS", "adapt_denoiser", "denoise_frames", "r2r_pair"]
 
@@ -137,12 +136,9 @@ def adapt_denoiser(
         The tuned copy (eval mode, CPU) and ``{"step", "loss", "eval_step", "eval_loss",
         "seconds", ...}``.
     """
-    torch.manual_seed(seed)
-    model = copy.deepcopy(model).cpu().float()
+    model = tuning_copy(model, seed)
     y_n, var_n, _ = _prepare(frames, calib)
-    m = int(getattr(model, "multiple", 1))
-    side = min(y_n.shape[-2:])
-    patch = max(m, min(int(patch), side) // m * m)
+    patch = patch_side(model, y_n.shape, patch)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(seed))
     sampler = _Patches(y_n, var_n, patch, rng)

@@ -42,7 +42,6 @@ evaluation whose data term is at or below ``noise_stop`` times it.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +55,7 @@ from dps_stages.physics import Blur, SIMForward, SIMIllumination
 from dps_stages.sim import SIMParameters, estimate_parameters
 from dps_stages.simulate.microscope import microscope_otf
 
-from ._common import NoiseModel, as_stack, fine_tune, normalised_stack
+from ._common import NoiseModel, as_stack, fine_tune, normalised_stack, patch_side, tuning_copy
 
 __all__ = ["SIM_STEPS", "SIMConsistency", "adapt_sim", "otf_attenuation_of"]
 
@@ -286,8 +285,7 @@ def adapt_sim(
     (model, history)
         ``history["noise_level"]``: the data term of the noise alone (None without a camera).
     """
-    torch.manual_seed(seed)
-    model = copy.deepcopy(model).cpu().float()
+    model = tuning_copy(model, seed)
     stack = as_stack(frames)
     plist = _params_list(params, stack, optics, calib)
     a = otf_attenuation_of(calib, optics)
@@ -297,9 +295,7 @@ def adapt_sim(
         for p in plist
     ]  # fmt: skip
     y_n, _ = normalised_stack(stack)
-    mult = int(getattr(model, "multiple", 1))
-    side = min(y_n.shape[-2:])
-    patch = max(mult, min(int(patch), side) // mult * mult)
+    patch = patch_side(model, y_n.shape, patch)
 
     def draw(rng: np.random.Generator, k: int) -> list[tuple[int, int, int]]:
         n, _, ny, nx = y_n.shape

@@ -20,6 +20,78 @@ def _label(ax: Any, xlabel: str | None, ylabel: str | None, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
+def _photon_transfer(fig, ax, calib: Calibration) -> None:
+    cam = calib.camera
+    if cam.points is not None and cam.points.size:
+        mu, var = cam.points
+        ax.plot(mu, var, ".", ms=2, alpha=0.4, label="tiles")
+        xs = np.linspace(min(mu.min(), cam.offset), mu.max(), 50)
+        ax.plot(xs, cam.gain * xs + cam.intercept, "r-", label="fit")
+        ax.axvline(cam.offset, color="k", ls=":", label="offset")
+        ax.legend(fontsize=8)
+    _label(
+        ax, "tile mean (ADU)", "noise variance (ADU$^2$)",
+        f"g={cam.gain:.3g}±{cam.gain_sigma:.2g} ADU/e-, b={cam.offset:.4g}±{cam.offset_sigma:.2g}"
+        f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-",
+    )  # fmt: skip
+
+
+def _band_ratio(fig, ax, calib: Calibration) -> None:
+    otf = calib.otf
+    if otf.ratio is not None and len(otf.ratio):
+        dq, rr, ss = otf.ratio.T
+        good = ss < 0.5 * np.maximum(np.abs(rr), 1e-3) + 0.5
+        ax.errorbar(dq[good], rr[good], ss[good], fmt=".", ms=3, alpha=0.5, elinewidth=0.5)
+        xs = np.linspace(dq.min(), dq.max(), 50)
+        if np.isfinite(otf.attenuation):
+            ax.plot(xs, otf.attenuation**xs, "r-", label=f"a^dq, a={otf.attenuation:.3g}")
+        ax.plot(xs, np.ones_like(xs), "k:", label="ideal (a=1)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    _label(
+        ax, "q1 - q0 (fraction of f_c)", "R / (m T_ideal)",
+        f"band overlap: a={otf.attenuation:.3g}±{otf.attenuation_sigma:.2g}, "
+        f"m={', '.join(f'{v:.2f}' for v in otf.modulation[:3])}",
+    )  # fmt: skip
+
+
+def _spectrum(fig, ax, calib: Calibration) -> None:
+    otf = calib.otf
+    if otf.radial is not None:
+        qc, prad = otf.radial
+        ax.semilogy(qc, prad, "k.", ms=3, label="data (widefield)")
+        ax.axhline(otf.noise_floor, color="gray", ls=":", label="noise floor")
+        if np.isfinite(otf.object_slope):
+            qq = qc[(qc > 0.02) & (qc < 1.0)]
+            cut = calib.optics.cutoff_per_pixel
+            for a, lab in ((otf.attenuation, "fit"), (1.0, "ideal OTF, same object")):
+                o = otf_values(qq * cut, 0 * qq, cut, decay=a, pixel=True).astype(float)
+                model = otf.amplitude * qq ** (-otf.object_slope) * o**2 + otf.noise_floor
+                ax.semilogy(qq, model, "r-" if lab == "fit" else "b--", label=lab)
+        ax.axvline(1.0, color="k", lw=0.5)
+        ax.legend(fontsize=8)
+    _label(
+        ax, "|f| / f_c", "power",
+        f"radial spectrum: beta={otf.object_slope:.2f}, support {otf.support_cutoff:.2f} f_c",
+    )  # fmt: skip
+
+
+def _haze(fig, ax, calib: Calibration) -> None:
+    hz = calib.haze
+    if hz.map is not None:
+        lo, hi = np.percentile(hz.map, [1, 99])  # the map's edges are extrapolated
+        im = ax.imshow(hz.map, cmap="magma", vmin=lo, vmax=hi)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    _label(
+        ax, None, None,
+        f"haze {100 * hz.level:.1f}±{100 * hz.level_sigma:.1f} % of mean, "
+        f"scale {hz.scale:.2g}±{hz.scale_sigma:.1g} um",
+    )  # fmt: skip
+
+
+_PANELS = (_photon_transfer, _band_ratio, _spectrum, _haze)
+
+
 def plot_calibration(calib: Calibration, path: str | Path) -> Path:
     """Figure: photon transfer (tiles and fit), band ratio against ``a^dq``, radial spectrum
     against the fitted model, haze map; estimates in the titles."""
@@ -28,61 +100,9 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cam, otf, hz = calib.camera, calib.otf, calib.haze
-    fig, ax = plt.subplots(1, 4, figsize=(18, 4.2))
-    if cam.points is not None and cam.points.size:
-        mu, var = cam.points
-        ax[0].plot(mu, var, ".", ms=2, alpha=0.4, label="tiles")
-        xs = np.linspace(min(mu.min(), cam.offset), mu.max(), 50)
-        ax[0].plot(xs, cam.gain * xs + cam.intercept, "r-", label="fit")
-        ax[0].axvline(cam.offset, color="k", ls=":", label="offset")
-        ax[0].legend(fontsize=8)
-    _label(
-        ax[0], "tile mean (ADU)", "noise variance (ADU$^2$)",
-        f"g={cam.gain:.3g}±{cam.gain_sigma:.2g} ADU/e-, b={cam.offset:.4g}±{cam.offset_sigma:.2g}"
-        f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-",
-    )  # fmt: skip
-    if otf.ratio is not None and len(otf.ratio):
-        dq, rr, ss = otf.ratio.T
-        good = ss < 0.5 * np.maximum(np.abs(rr), 1e-3) + 0.5
-        ax[1].errorbar(dq[good], rr[good], ss[good], fmt=".", ms=3, alpha=0.5, elinewidth=0.5)
-        xs = np.linspace(dq.min(), dq.max(), 50)
-        if np.isfinite(otf.attenuation):
-            ax[1].plot(xs, otf.attenuation**xs, "r-", label=f"a^dq, a={otf.attenuation:.3g}")
-        ax[1].plot(xs, np.ones_like(xs), "k:", label="ideal (a=1)")
-        ax[1].set_yscale("log")
-        ax[1].legend(fontsize=8)
-    _label(
-        ax[1], "q1 - q0 (fraction of f_c)", "R / (m T_ideal)",
-        f"band overlap: a={otf.attenuation:.3g}±{otf.attenuation_sigma:.2g}, "
-        f"m={', '.join(f'{v:.2f}' for v in otf.modulation[:3])}",
-    )  # fmt: skip
-    if otf.radial is not None:
-        qc, prad = otf.radial
-        ax[2].semilogy(qc, prad, "k.", ms=3, label="data (widefield)")
-        ax[2].axhline(otf.noise_floor, color="gray", ls=":", label="noise floor")
-        if np.isfinite(otf.object_slope):
-            qq = qc[(qc > 0.02) & (qc < 1.0)]
-            cut = calib.optics.cutoff_per_pixel
-            for a, lab in ((otf.attenuation, "fit"), (1.0, "ideal OTF, same object")):
-                o = otf_values(qq * cut, 0 * qq, cut, decay=a, pixel=True).astype(float)
-                model = otf.amplitude * qq ** (-otf.object_slope) * o**2 + otf.noise_floor
-                ax[2].semilogy(qq, model, "r-" if lab == "fit" else "b--", label=lab)
-        ax[2].axvline(1.0, color="k", lw=0.5)
-        ax[2].legend(fontsize=8)
-    _label(
-        ax[2], "|f| / f_c", "power",
-        f"radial spectrum: beta={otf.object_slope:.2f}, support {otf.support_cutoff:.2f} f_c",
-    )  # fmt: skip
-    if hz.map is not None:
-        lo, hi = np.percentile(hz.map, [1, 99])  # the map's edges are extrapolated
-        im = ax[3].imshow(hz.map, cmap="magma", vmin=lo, vmax=hi)
-        fig.colorbar(im, ax=ax[3], fraction=0.046)
-    _label(
-        ax[3], None, None,
-        f"haze {100 * hz.level:.1f}±{100 * hz.level_sigma:.1f} % of mean, "
-        f"scale {hz.scale:.2g}±{hz.scale_sigma:.1g} um",
-    )  # fmt: skip
+    fig, axes = plt.subplots(1, len(_PANELS), figsize=(18, 4.2))
+    for panel, ax in zip(_PANELS, axes, strict=True):
+        panel(fig, ax, calib)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

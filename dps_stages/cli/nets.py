@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -70,16 +71,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     _threads(args)
     spec = get(args.net)
     arch = _arch(args)
-    settings = training.TrainSettings(
-        steps=args.steps,
-        batch=args.batch,
-        patch=args.patch,
-        lr=args.lr,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        validate_every=args.validate_every,
-        device=args.device,
-    )
+    # every training setting is the flag of the same name
+    fields = dataclasses.fields(training.TrainSettings)
+    settings = training.TrainSettings(**{f.name: getattr(args, f.name) for f in fields})
     simulated, optics = False, None
     if spec.data != "generated":
         if args.data is None:
@@ -250,7 +244,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     _threads(args)
     t0 = time.perf_counter()
     model, record = load_model(args.model, expect=args.net, device=select_device(args.device))
-    arr, meta = io.read_image(args.input)
+    arr, meta = io.read_image(args.input, lazy=True)
     if model.in_channels > 1:
         arr = io.as_raw_sim(arr, args.input)
     else:
@@ -328,6 +322,24 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
 
 
+def cmd_export_model(args: argparse.Namespace) -> None:
+    """`dps export-model NET MODEL_DIR OUT.zip` (:func:`dps_stages.modelzoo.export_model`)."""
+    try:
+        import bioimageio.spec  # noqa: F401
+
+        from dps_stages.modelzoo import export_model
+    except ImportError as exc:
+        raise DpsInputError(
+            f"export-model needs bioimageio.spec and bioimageio.core ({exc}); install the "
+            "extra: pip install -e '.[modelzoo]'"
+        ) from exc
+    if not args.output.name.endswith(".zip"):
+        raise DpsInputError(f"{args.output}: a bioimage.io package is a .zip file")
+    export_model(args.net, args.model, args.output, pixel_size=args.pixel_size,
+                 test_size=args.test_size, seed=args.seed)  # fmt: skip
+    print(f"wrote {args.output}")
+
+
 def add_parsers(sub) -> None:
     from dps_stages.cli.common import _add_optics, _count, _option, _positive
 
@@ -347,6 +359,21 @@ def add_parsers(sub) -> None:
     _add_device(p)
     _add_optics(p)
     p.set_defaults(func=cmd_identify_psf)
+
+    p = sub.add_parser(
+        "export-model",
+        help="a trained network as a BioImage Model Zoo package (bioimage.io spec 0.5, zip)",
+    )
+    p.add_argument("net", help="denoise, sim, artifact, resudbpn, oidn or psfid")
+    p.add_argument("model", type=Path, help="model folder (dps train)")
+    p.add_argument("output", type=Path, help="the package, .zip")
+    p.add_argument(
+        "--pixel-size", type=_positive,
+        help="nm per pixel of the network's input (camera grid; SIM grid for artifact)",
+    )  # fmt: skip
+    p.add_argument("--test-size", type=_count, default=32, help="test image edge, pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test image")
+    p.set_defaults(func=cmd_export_model)
 
     p = sub.add_parser("infer", help="one trained network on a stage's images (tiled)")
     p.add_argument("net", choices=NETS)

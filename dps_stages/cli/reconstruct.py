@@ -51,27 +51,40 @@ def add_wiener_options(p) -> None:
 
 def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     """Wiener 2D-SIM reconstruction with pattern parameters estimated from the frames."""
+    import dask.array as da
+
     from dps_stages import io
-    from dps_stages.sim import reconstruct_stack
+    from dps_stages.cli.common import _progress
+    from dps_stages.sim.reconstruction import reconstruct_tiled
 
     t0 = time.perf_counter()
-    arr, meta = io.read_image(args.input)
-    raw = np.asarray(io.as_raw_sim(arr, args.input), dtype=np.float32)
-    io.check_image(raw, args.input, min_size=16)
+    arr, meta = io.read_image(args.input, lazy=True, tile=args.tile)
+    raw = da.asarray(io.as_raw_sim(arr, args.input)).astype(np.float32)
+    raw = io.check_image(raw, args.input, min_size=16)  # checked as it streams
     optics = _optics(args, meta)
     kw = wiener_kw(args)
     if kw["otf_decay"] == "auto":
         from dps_stages.calibrate import resolve_sim_settings
 
+        # fitted on the central tile (the whole frames when they fit one tile)
+        ny, nx = raw.shape[-2:]
+        cy, cx = min(args.tile, ny), min(args.tile, nx)
+        y0, x0 = (ny - cy) // 2, (nx - cx) // 2
+        centre = np.asarray(raw[..., y0 : y0 + cy, x0 : x0 + cx])
         try:
-            kw = resolve_sim_settings(kw, raw, optics, calibration=args.calibration)
+            kw = resolve_sim_settings(kw, centre, optics, calibration=args.calibration)
         except (OSError, KeyError, ValueError, TypeError) as exc:
             where = args.calibration or args.input
             raise io.DpsInputError(f"{where}: no OTF attenuation: {exc}") from exc
         log.info("OTF attenuation a = %.4g (%s)", kw["otf_decay"], args.calibration or "fitted")
-    images, params = reconstruct_stack(raw, optics, **kw)
-    for i, p in enumerate(params):
-        log.info("image %d: estimated %s", i, json.dumps(p.to_dict()))
+        del centre
+    images, params = [], []
+    for i in range(raw.shape[0]):
+        image, p, wiener = reconstruct_tiled(raw[i], optics, tile=args.tile, **kw)
+        images.append(image)
+        params.append(p)
+        log.info("image %d: estimated %s, Wiener %s", i, json.dumps(p.to_dict()), wiener)
+    images = da.stack(images)
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
     attrs.update(
         {
@@ -83,33 +96,36 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
             "optics": optics.to_dict(),
         }
     )
-    _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args, t0))
+    with _progress():
+        _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args, t0),
+                   tile=args.tile)  # fmt: skip
 
 
 def cmd_deconvolve(args: argparse.Namespace) -> None:
     """Richardson-Lucy or sparse-Hessian deconvolution, image by image."""
     from dps_stages import io
-    from dps_stages.deconvolution import richardson_lucy, sparse_hessian
+    from dps_stages.cli.common import _progress
+    from dps_stages.deconvolution import deconvolution_halo, deconvolve_tiled
 
     t0 = time.perf_counter()
-    arr, meta = io.read_image(args.input)
-    images = np.asarray(io.as_image_stack(arr, args.input), dtype=np.float32)
-    io.check_image(images, args.input)
+    arr, meta = io.read_image(args.input, lazy=True, tile=args.tile)
+    images = io.as_image_stack(arr, args.input)
+    images = io.check_image(images, args.input)  # a lazy stack is checked as it streams
     pixel_size = args.pixel_size or meta.get("pixel_size")
     psf = _psf_for(args, pixel_size, images.shape)
     iterations = args.iterations or settings.default(f"deconvolution.{args.method}.iterations")
-    out = np.empty_like(images)
-    for i, image in enumerate(images):
-        if args.method == "rl":
-            out[i] = richardson_lucy(image, psf, iterations=iterations)
-        else:
-            out[i] = sparse_hessian(image, psf=psf, fidelity=args.fidelity,
-                                    sparsity=args.sparsity, iterations=iterations)  # fmt: skip
-        log.info("image %d/%d deconvolved (%s)", i + 1, len(images), args.method)
+    kw = {} if args.method == "rl" else {"fidelity": args.fidelity, "sparsity": args.sparsity}
+    halo = deconvolution_halo(psf, args.method)
+    out = deconvolve_tiled(images, psf, method=args.method, tile=args.tile, halo=halo,
+                           iterations=iterations, **kw)  # fmt: skip
+    log.info("%d images, %s, tiles of %d pixels with a halo of %d", images.shape[0],
+             args.method, args.tile, halo)  # fmt: skip
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
     attrs.update({"source": str(args.input), "stage": args.stage or args.method,
                   "pixel_size": pixel_size, "psf": str(args.psf)})  # fmt: skip
-    _write_any(args.output, out, attrs | _provenance("deconvolve", args, t0))
+    with _progress():
+        _write_any(args.output, out, attrs | _provenance("deconvolve", args, t0),
+                   tile=args.tile)  # fmt: skip
 
 
 def add_parsers(sub) -> None:
@@ -121,6 +137,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--calibration", type=Path,
                    help="calibration JSON (dps calibrate) giving the OTF attenuation when "
                    "--otf-decay is auto; default: fitted to the input frames")  # fmt: skip
+    _option(p, "--tile", key="tile", type=_count,
+            help="tile side (camera pixels), each reconstructed with a halo")  # fmt: skip
     p.add_argument("--stage", help="name recorded in the output's attributes")
     _add_optics(p)
     p.set_defaults(func=cmd_sim_reconstruct)
@@ -141,6 +159,8 @@ def add_parsers(sub) -> None:
             help="sparse: fidelity weight")  # fmt: skip
     _option(p, "--sparsity", key="deconvolution.sparse.sparsity", type=_non_negative,
             help="sparse: L1 weight")  # fmt: skip
+    _option(p, "--tile", key="tile", type=_count,
+            help="tile side (pixels), each deconvolved with a halo sized from the PSF")  # fmt: skip
     p.add_argument("--stage", help="name recorded in the output's attributes")
     _add_optics(p)
     p.set_defaults(func=cmd_deconvolve)

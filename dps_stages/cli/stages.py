@@ -203,7 +203,7 @@ def cmd_background(args: argparse.Namespace) -> None:
     from dps_stages.background import subtract_background_tiled
 
     t0 = time.perf_counter()
-    arr, meta = io.read_image(args.input)
+    arr, meta = io.read_image(args.input, lazy=True, tile=args.tile)
     arr = io.check_image(arr, args.input)
     check_radius(args.radius, arr.shape, args.input)
     out = subtract_background_tiled(arr, args.radius, tile=args.tile)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from dps_stages import pairs
-from dps_stages.nets.resunet import ResUNet
-from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.resunet import ResUNet, backbone_presets
+from dps_stages.nets.spec import SSIM_TERM, TARGET, LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "ArtifactNet"]
 
@@ -22,7 +22,7 @@ class ArtifactNet(ResUNet):
 
     def __init__(self, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
         super().__init__(1, 1, width=width, depth=depth, blocks=blocks, residual=True)
-        self.arch = {"width": width, "depth": depth, "blocks": blocks}
+        self.arch = self.init_arguments()
 
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
@@ -56,14 +56,13 @@ SPEC = NetworkSpec(
     id=3,
     cls=ArtifactNet,
     # CPU scale: 144 k parameters, halo 24; paper scale: 17.19 M, halo 96
-    small={"width": 16, "depth": 2, "blocks": 1},
-    paper={"width": 64, "depth": 3, "blocks": 2},
+    **backbone_presets(),
     summary="SIM image with artifacts -> artifact-free image (1x)",
     pairs=_pairs,
     loss=_loss,
     loss_terms=(
         LossTerm("perceptual", 1.0, "--w-perceptual", "weight of the VGG16 feature loss"),
-        LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM"),
+        SSIM_TERM,
     ),
     inputs=frozenset({"denoise_model", "sim_model", "sim_options", "vgg16_weights"}),
     settings=(TARGET,),

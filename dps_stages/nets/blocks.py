@@ -63,8 +63,10 @@ follows marks through the same graph pixel by pixel along one axis and is exact:
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -242,6 +244,26 @@ class LocalNet(nn.Module):
     in_channels: int
     out_channels: int
     arch: dict
+
+    @staticmethod
+    def init_arguments() -> dict[str, Any]:
+        """The calling constructor's arguments but ``self``, ``{name: value}`` in signature order.
+
+        Read from the caller's frame (its code object's argument names, its locals), so call
+        it before any argument is reassigned; ``self.arch = self.init_arguments()`` in
+        ``__init__`` makes ``type(net)(**net.arch)`` rebuild the network without restating the
+        signature (a subclass that calls it after ``super().__init__`` records its own).
+        """
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        try:
+            if caller is None:
+                raise RuntimeError("init_arguments needs the caller's frame")
+            code = caller.f_code
+            names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
+            return {name: caller.f_locals[name] for name in names}
+        finally:
+            del frame, caller  # no reference cycle through the frames
 
     def reach(self, r: Window | None = None) -> Window:
         """The output's window (:class:`Reach`) or footprint, from ``r`` (default: the input)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from dps_stages import pairs
-from dps_stages.nets.resunet import ResUNet
+from dps_stages.nets.resunet import ResUNet, backbone_presets
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "DenoiseNet"]
@@ -26,7 +26,7 @@ class DenoiseNet(ResUNet):
 
     def __init__(self, frames: int = 9, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
         super().__init__(frames, frames, width=width, depth=depth, blocks=blocks, residual=True)
-        self.arch = {"frames": frames, "width": width, "depth": depth, "blocks": blocks}
+        self.arch = self.init_arguments()
 
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
@@ -46,8 +46,7 @@ SPEC = NetworkSpec(
     id=1,
     cls=DenoiseNet,
     # CPU scale: 146 k parameters, halo 24; paper scale: 17.20 M, halo 96
-    small={"frames": 9, "width": 16, "depth": 2, "blocks": 1},
-    paper={"frames": 9, "width": 64, "depth": 3, "blocks": 2},
+    **backbone_presets(frames=9),
     summary="9 raw SIM frames -> 9 denoised frames (1x)",
     pairs=_pairs,
     loss=_loss,

@@ -54,7 +54,7 @@ from dps_stages.nets.blocks import (
     res_stack,
     trace_reach,
 )
-from dps_stages.nets.resunet import level_channels
+from dps_stages.nets.resunet import BACKBONE_PAPER, BACKBONE_SMALL, level_channels
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "ResUDBPN"]
@@ -79,14 +79,7 @@ class ResUDBPN(LocalNet):
         super().__init__()
         if min(in_channels, width) < 1 or depth < 0 or blocks < 0:
             raise ValueError("in_channels and width must be >= 1, depth and blocks >= 0")
-        self.arch = {
-            "in_channels": in_channels,
-            "width": width,
-            "depth": depth,
-            "blocks": blocks,
-            "residual": residual,
-            "positive": positive,
-        }
+        self.arch = self.init_arguments()
         self.in_channels, self.out_channels = in_channels, 1
         self.scale, self.multiple = 2, 2**depth
         self.residual, self.positive = residual, positive
@@ -209,10 +202,8 @@ SPEC = NetworkSpec(
     id=4,
     cls=ResUDBPN,
     # CPU scale: 416 k parameters, halo 64; paper scale: 34.97 M, halo 176
-    small={"in_channels": 1, "width": 16, "depth": 2, "blocks": 1, "residual": True,
-           "positive": True},
-    paper={"in_channels": 1, "width": 64, "depth": 3, "blocks": 2, "residual": True,
-           "positive": True},
+    small={"in_channels": 1, **BACKBONE_SMALL, "residual": True, "positive": True},
+    paper={"in_channels": 1, **BACKBONE_PAPER, "residual": True, "positive": True},
     summary="image -> resolution-extended image (2x), self-supervised",
     pairs=_pairs,
     loss=_loss,

@@ -30,6 +30,8 @@ directions, ``4 c_l c_{l+1} + c_{l+1}`` (down), ``4 c_{l+1} c_l + c_l`` (up),
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -45,7 +47,18 @@ from dps_stages.nets.blocks import (
     trace_reach,
 )
 
-__all__ = ["ResUNet", "level_channels"]
+__all__ = ["BACKBONE_PAPER", "BACKBONE_SMALL", "ResUNet", "backbone_presets", "level_channels"]
+
+#: The Res-U-Net backbone of the DPS networks at CPU scale (``NetworkSpec.small``) and at
+#: the paper's scale (``NetworkSpec.paper``): base width, levels, residual blocks per level.
+BACKBONE_SMALL = {"width": 16, "depth": 2, "blocks": 1}
+BACKBONE_PAPER = {"width": 64, "depth": 3, "blocks": 2}
+
+
+def backbone_presets(**first: Any) -> dict[str, dict[str, Any]]:
+    """The ``small`` and ``paper`` presets of a network on this backbone: its own constructor
+    arguments ``first``, then :data:`BACKBONE_SMALL` or :data:`BACKBONE_PAPER`."""
+    return {"small": {**first, **BACKBONE_SMALL}, "paper": {**first, **BACKBONE_PAPER}}
 
 
 def level_channels(width: int, depth: int) -> list[int]:
@@ -73,15 +86,7 @@ class ResUNet(LocalNet):
             raise ValueError(f"upscale must be 1 or 2; got {upscale}")
         if residual and (in_channels != out_channels or upscale != 1):
             raise ValueError("residual=True needs in_channels == out_channels and upscale 1")
-        self.arch = {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "width": width,
-            "depth": depth,
-            "blocks": blocks,
-            "upscale": upscale,
-            "residual": residual,
-        }
+        self.arch = self.init_arguments()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale, self.multiple = upscale, 2**depth
         self.residual = residual

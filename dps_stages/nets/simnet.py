@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from dps_stages import pairs
-from dps_stages.nets.resunet import ResUNet
-from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.resunet import ResUNet, backbone_presets
+from dps_stages.nets.spec import L1_TERM, SSIM_TERM, TARGET, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "SIMNet"]
 
@@ -22,7 +22,7 @@ class SIMNet(ResUNet):
 
     def __init__(self, frames: int = 9, width: int = 32, depth: int = 3, blocks: int = 1) -> None:
         super().__init__(frames, 1, width=width, depth=depth, blocks=blocks, upscale=2)
-        self.arch = {"frames": frames, "width": width, "depth": depth, "blocks": blocks}
+        self.arch = self.init_arguments()
 
 
 def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
@@ -43,15 +43,11 @@ SPEC = NetworkSpec(
     id=2,
     cls=SIMNet,
     # CPU scale: 154 k parameters, halo 24; paper scale: 17.34 M, halo 96
-    small={"frames": 9, "width": 16, "depth": 2, "blocks": 1},
-    paper={"frames": 9, "width": 64, "depth": 3, "blocks": 2},
+    **backbone_presets(frames=9),
     summary="9 (denoised) frames -> SIM image (2x)",
     pairs=_pairs,
     loss=_loss,
-    loss_terms=(
-        LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM"),
-        LossTerm("l1", 1.0, "--w-l1", "weight of L1"),
-    ),
+    loss_terms=(SSIM_TERM, L1_TERM),
     inputs=frozenset({"denoise_model"}),
     sim_method="dps",
     settings=(TARGET,),

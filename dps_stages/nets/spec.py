@@ -23,6 +23,8 @@ from typing import Any
 
 __all__ = [
     "INPUTS",
+    "L1_TERM",
+    "SSIM_TERM",
     "LossTerm",
     "TARGET",
     "NetworkSpec",
@@ -67,6 +69,10 @@ class Setting:
     #: a choice among names instead of a number
     choices: tuple[str, ...] | None = None
 
+
+#: The loss terms that several networks weigh alike: ``1 - SSIM`` and ``L1`` against the target.
+SSIM_TERM = LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM")
+L1_TERM = LossTerm("l1", 1.0, "--w-l1", "weight of L1")
 
 #: the SIM-grid truth a SIM-stage network learns: the SIM-passband image (the object through
 #: the srPSF, what SIM resolves; DPS's "SIM ground truth") or the binned object itself

@@ -470,3 +470,153 @@ def reconstruct_stack(
         out[i], p = reconstruct(arr[i], optics, params=plist[i], **kw)
         used.append(p)
     return out, used
+
+
+# --------------------------------------------------------------------------------------------
+# Tile by tile
+# --------------------------------------------------------------------------------------------
+#: halo of a tile in PSF sizes (the Airy pattern's side to its 4th dark ring), beyond the taper
+SIM_HALO_PSF_SIZES = 2.0
+
+
+def sim_halo(optics: Optics, edge: int = 16) -> int:
+    """Halo (camera pixels each side) of a tile for :func:`reconstruct_tiled`.
+
+    Rule: the width ``edge`` of the frames' raised-cosine taper (the side bands of a tile are
+    lost there) plus ``SIM_HALO_PSF_SIZES`` (2) times the PSF size of
+    :func:`dps_stages.optics.psf_size_for` (4 Airy rings): the reach of the Wiener filter's
+    kernel. tests/test_sim.py measures tiled against whole.
+    """
+    from ..optics import psf_size_for
+
+    size = psf_size_for(optics.wavelength, optics.na, optics.pixel_size)
+    return int(edge + np.ceil(SIM_HALO_PSF_SIZES * size))
+
+
+def shift_origin(params: SIMParameters, dy: float, dx: float) -> SIMParameters:
+    """The parameters seen from an origin moved by ``(dy, dx)`` camera pixels.
+
+    The pattern ``1 + m cos(2 pi k . r + phi)`` at ``r = r' + d`` is ``1 + m cos(2 pi k . r'
+    + phi')`` with ``phi' = phi + 2 pi k . d``; ``k``, ``m`` and the significance are kept.
+    """
+    k = np.asarray(params.k, dtype=np.float64)
+    step = 2.0 * np.pi * (k[:, 0] * dy + k[:, 1] * dx)
+    return SIMParameters(params.k, params.phases + step[:, None], params.modulation,
+                         params.significance)  # fmt: skip
+
+
+def _chunks_along(n: int, tile: int, halo: int) -> tuple[int, ...]:
+    """Tiles of ``tile`` along an axis of length ``n``, a last one shorter than the halo merged
+    into its neighbour (dask's overlap takes a halo from the neighbouring chunk only)."""
+    sizes = [tile] * (n // tile) + ([n % tile] if n % tile else [])
+    if len(sizes) > 1 and sizes[-1] < halo:
+        last = sizes.pop()
+        sizes[-1] += last
+    return tuple(sizes)
+
+
+def reconstruct_tiled(
+    frames: Any,
+    optics: Optics,
+    *,
+    params: SIMParameters | None = None,
+    tile: int = 1024,
+    halo: int | None = None,
+    wiener: float | str = "auto",
+    wiener_factor: float = 3.0,
+    background_percentile: float | None = 0.5,
+    normalise_intensity: bool = True,
+    otf_decay: float = 1.0,
+    pixel_otf: bool = True,
+    edge: int = 16,
+    estimate_kw: dict[str, Any] | None = None,
+    **kw: Any,
+) -> tuple[Any, SIMParameters, float | str]:
+    """:func:`reconstruct` tile by tile with a halo: a lazy dask ``(2y, 2x)`` image.
+
+    Frames of at most ``tile`` pixels along y and x are reconstructed whole (exactly
+    :func:`reconstruct`). A larger acquisition is handled in three steps: (1) the image
+    scalars of :func:`preprocess`, the offset (the ``background_percentile``-th percentile of
+    a regular sub-sample of the nine frames, at most about 4 million values) and the frame
+    means, from the whole image in one streaming pass; (2) the illumination parameters
+    (:func:`estimate_parameters`) and, for ``wiener="auto"``, the Wiener parameter, once, on
+    the central ``tile x tile`` crop, its phases moved to the image origin
+    (:func:`shift_origin`); (3) each tile with ``halo`` pixels of its neighbours
+    (:func:`sim_halo` when None) is reconstructed with those, the phases moved to the tile's
+    origin, and its halo cut away on the 2x grid (no blending: the halo is wide enough that
+    the kept centre does not see the tile's edge).
+
+    Returns the lazy image, the parameters (at the image origin) and the Wiener parameter used.
+    """
+    import dask.array as da
+
+    estimate_kw = dict(estimate_kw or {})
+    arr = da.asarray(frames).astype(np.float32)
+    if arr.ndim != 3 or arr.shape[0] != 9:
+        raise ValueError(f"frames must have shape (9, y, x); got {tuple(arr.shape)}")
+    _, ny, nx = (int(n) for n in arr.shape)
+    common = {"otf_decay": otf_decay, "pixel_otf": pixel_otf, "edge": edge, **kw}
+    if ny <= tile and nx <= tile:
+        image, used = reconstruct(
+            np.asarray(arr), optics, params=params, wiener=wiener,
+            wiener_factor=wiener_factor, background_percentile=background_percentile,
+            normalise_intensity=normalise_intensity, **common, **estimate_kw,
+        )  # fmt: skip
+        return da.from_array(image, chunks=image.shape), used, wiener
+    # (1) preprocessing scalars of the whole image
+    offset = 0.0
+    if background_percentile is not None:
+        step = max(1, int(np.ceil(np.sqrt(arr.size / 4_000_000))))
+        sample = np.asarray(arr[:, ::step, ::step], dtype=np.float64)
+        offset = float(np.percentile(sample, background_percentile))
+    gains = np.ones(9, dtype=np.float32)
+    if normalise_intensity:
+        means = (arr - np.float32(offset)).mean(axis=(1, 2), dtype=np.float64).compute()
+        if np.all(means > 0) and means.mean() > 0:
+            gains = (means.mean() / means).astype(np.float32)
+    x = (arr - np.float32(offset)) * da.from_array(gains[:, None, None])
+    # (2) parameters and the Wiener parameter on the central crop
+    cy, cx = min(tile, ny), min(tile, nx)
+    y0, x0 = (ny - cy) // 2, (nx - cx) // 2
+    crop = np.asarray(x[:, y0 : y0 + cy, x0 : x0 + cx], dtype=np.float32)
+    if params is None:
+        params = estimate_parameters(crop, optics, background_percentile=None,
+                                     normalise_intensity=False, otf_decay=otf_decay,
+                                     pixel_otf=pixel_otf, **estimate_kw)  # fmt: skip
+        params = shift_origin(params, -y0, -x0)
+    elif estimate_kw:
+        raise TypeError(f"unexpected keyword arguments {sorted(estimate_kw)} with params given")
+    if isinstance(wiener, str):
+        if wiener != "auto":
+            raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
+        xp, _ = periodic_smooth_decomposition(crop)
+        wiener = wiener_factor * _auto_wiener(xp, float(optics.cutoff_per_pixel),
+                                              float(otf_decay), bool(pixel_otf))  # fmt: skip
+    del crop
+    # (3) tiles with halos on the 2x grid
+    halo = sim_halo(optics, edge) if halo is None else int(halo)
+    tile = max(tile, halo)
+    x = x.rechunk((9, _chunks_along(ny, tile, halo), _chunks_along(nx, tile, halo)))
+    hy, hx = min(halo, ny), min(halo, nx)
+    ext = da.overlap.overlap(x, depth={0: 0, 1: hy, 2: hx}, boundary="none")
+    starts_y = np.cumsum((0,) + x.chunks[1])
+    starts_x = np.cumsum((0,) + x.chunks[2])
+    nby, nbx = len(x.chunks[1]), len(x.chunks[2])
+    w = float(wiener)
+
+    def fn(block: np.ndarray, block_info=None) -> np.ndarray:
+        iy, ix = block_info[0]["chunk-location"][1:]
+        oy = int(starts_y[iy]) - (hy if iy > 0 else 0)
+        ox = int(starts_x[ix]) - (hx if ix > 0 else 0)
+        out, _ = reconstruct(block, optics, params=shift_origin(params, oy, ox), wiener=w,
+                             background_percentile=None, normalise_intensity=False,
+                             **common)  # fmt: skip
+        top = 2 * hy if iy > 0 else 0
+        left = 2 * hx if ix > 0 else 0
+        bottom = out.shape[0] - (2 * hy if iy < nby - 1 else 0)
+        right = out.shape[1] - (2 * hx if ix < nbx - 1 else 0)
+        return out[None, top:bottom, left:right]
+
+    chunks = ((1,), tuple(2 * c for c in x.chunks[1]), tuple(2 * c for c in x.chunks[2]))
+    image = ext.map_blocks(fn, chunks=chunks, dtype=np.float32)[0]
+    return image, params, w

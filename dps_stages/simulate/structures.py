@@ -11,7 +11,7 @@ a filled area of intensity ``I`` has the value ``I`` inside.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,20 @@ class _Canvas:
     def add_polyline(self, vertices: np.ndarray, intensity: float) -> None:
         """Add a polyline through ``vertices`` (resampled every ``_STEP`` pixels)."""
         self.add_path(_resample(vertices, _STEP), intensity)
+
+    def add_arc(
+        self,
+        centre: np.ndarray,
+        radius: float,
+        intensity: float,
+        start: float = 0.0,
+        extent: float = 2 * np.pi,
+        min_points: int = 3,
+    ) -> None:
+        """Add the arc ``c + r (sin a, cos a)``, ``a`` from ``start`` over ``extent`` rad
+        (:func:`_arc`), as a line of peak ``intensity``; ``radius`` in pixels."""
+        ring, ds = _arc(centre, radius, start, extent, min_points)
+        self.add_points(ring, intensity * ds * self.line_factor)
 
     def add_area(self, pts: np.ndarray, intensity: float, area_per_point: float) -> None:
         """Add a filled region sampled by ``pts`` (each standing for ``area_per_point`` px^2)."""
@@ -148,6 +162,39 @@ def _crossing_worm(
     ny, nx = shape
     start = rng.uniform((0, 0), (ny - 1, nx - 1))
     return _worm(rng, start, rng.uniform(0, 2 * np.pi), 1.2 * np.hypot(ny, nx), persistence)
+
+
+def _crossing_filaments(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    pixel_size: float,
+    density: float,
+    persistence: float,
+) -> Iterator[np.ndarray]:
+    """The paths of :func:`_count_per_side` filaments (mean ``density`` per um of field side),
+    each a :func:`_crossing_worm` of persistence length ``persistence`` nm.
+
+    A generator: the count is drawn at the first iteration and each path when it is reached,
+    so that the caller's own draws for a filament follow that filament's path in the stream.
+    """
+    for _ in range(_count_per_side(rng, shape, pixel_size, density)):
+        yield _crossing_worm(rng, shape, persistence / pixel_size)
+
+
+def _harmonic_radius(
+    rng: np.random.Generator, r0: float, ks: np.ndarray, amplitude: float
+) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+    """A random smooth closed outline ``R(a) = R0 (1 + sum_k c_k cos(k a + phi_k))`` with
+    ``c_k ~ U(0, amplitude)`` and ``phi_k ~ U(0, 2 pi)`` (drawn in that order) for the
+    harmonics ``ks``; returns ``R`` and its bound ``R0 (1 + sum_k c_k)``."""
+    ck = rng.uniform(0.0, amplitude, ks.size)
+    phik = rng.uniform(0.0, 2 * np.pi, ks.size)
+
+    def radius(ang: np.ndarray) -> np.ndarray:
+        harmonics = ck[:, None, None] * np.cos(ks[:, None, None] * ang + phik[:, None, None])
+        return r0 * (1 + harmonics.sum(axis=0))
+
+    return radius, r0 * (1 + ck.sum())
 
 
 def _inside_mask(pts: np.ndarray, shape: tuple[int, int], margin: float = 2.0) -> np.ndarray:
@@ -261,10 +308,8 @@ def microtubules(
 
     Returns float32 ``shape`` with values in ``[0, 1]``.
     """
-    n = _count_per_side(rng, shape, pixel_size, density)
     canvas = _Canvas(shape, width / pixel_size)
-    for _ in range(n):
-        path = _crossing_worm(rng, shape, persistence / pixel_size)
+    for path in _crossing_filaments(rng, shape, pixel_size, density, persistence):
         canvas.add_path(_inside(path, shape), rng.uniform(*intensity))
     return _finalise(canvas.render())
 
@@ -334,8 +379,7 @@ def render_pits(
         strict=True,
     ):
         r = 0.5 * d / pixel_size
-        ring, ds = _arc(c, r, a0, ext, 3)
-        canvas.add_points(ring, inten * ds * canvas.line_factor)
+        canvas.add_arc(c, r, inten, a0, ext)
         if fill > 0:
             pts, area = _disc_points(np.asarray(c), r)
             canvas.add_area(pts, fill * inten, area)
@@ -386,7 +430,7 @@ def er(
     ny, nx = shape
     margin = 1000.0 / pixel_size
     area_um2 = (ny + 2 * margin) * (nx + 2 * margin) * (pixel_size / 1000.0) ** 2
-    n_seeds = max(int(rng.poisson(density * area_um2)), 8)
+    n_seeds = _count(rng, density * area_um2, minimum=8)
     seeds = rng.uniform((-margin, -margin), (ny + margin, nx + margin), size=(n_seeds, 2))
     vor = Voronoi(seeds)
     verts = vor.vertices
@@ -421,21 +465,12 @@ def er(
     field_um2 = ny * nx * (pixel_size / 1000.0) ** 2
     for _ in range(int(rng.poisson(sheet_density * field_um2))):
         c = rng.uniform((0, 0), (ny - 1, nx - 1))
-        r0 = rng.uniform(300.0, 800.0) / pixel_size
-        ks = np.arange(2, 5)
-        ck = rng.uniform(0.0, 0.15, ks.size)
-        phik = rng.uniform(0.0, 2 * np.pi, ks.size)
-        rmax = r0 * (1 + ck.sum())
+        outline, rmax = _harmonic_radius(
+            rng, rng.uniform(300.0, 800.0) / pixel_size, np.arange(2, 5), 0.15
+        )
         g = np.arange(-rmax, rmax + 0.5, 0.5)
         gy, gx = np.meshgrid(g, g, indexing="ij")
-        ang = np.arctan2(gy, gx)
-        rad = r0 * (
-            1
-            + np.sum(
-                ck[:, None, None] * np.cos(ks[:, None, None] * ang + phik[:, None, None]), axis=0
-            )
-        )
-        sel = np.hypot(gy, gx) <= rad
+        sel = np.hypot(gy, gx) <= outline(np.arctan2(gy, gx))
         pts = np.stack([gy[sel] + c[0], gx[sel] + c[1]], axis=1)
         canvas.add_area(pts, rng.uniform(0.3, 0.6), 0.25)
     return _finalise(canvas.render())
@@ -463,10 +498,8 @@ def actin(
     (``width`` = 7 to 10 nm) is below a fine pixel, so lines are drawn with a FWHM of
     ``max(width, 1 fine pixel)``. Returns float32 in ``[0, 1]``.
     """
-    n = _count_per_side(rng, shape, pixel_size, density)
     canvas = _Canvas(shape, width / pixel_size)
-    for _ in range(n):
-        path = _crossing_worm(rng, shape, persistence / pixel_size)
+    for path in _crossing_filaments(rng, shape, pixel_size, density, persistence):
         path = _inside(path, shape, margin=4.0 + 4 * bundle_spacing[1] / pixel_size)
         inten = rng.uniform(*intensity)
         if path.shape[0] < 2:

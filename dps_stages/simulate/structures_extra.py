@@ -20,12 +20,11 @@ from scipy import ndimage
 from .structures import (
     _STEP,
     STRUCTURES,
-    _arc,
     _Canvas,
     _count_per_area,
-    _count_per_side,
-    _crossing_worm,
+    _crossing_filaments,
     _finalise,
+    _harmonic_radius,
     _inside,
     _inside_mask,
     _normal_offsets,
@@ -106,12 +105,10 @@ def varying_filaments(
     :func:`smooth_profile` with correlation length ``correlation`` nm; widths are rendered
     on ``n_widths`` evenly spaced levels. Returns float32 in ``[0, 1]``.
     """
-    n = _count_per_side(rng, shape, pixel_size, density)
     levels = np.linspace(width[0], width[1], max(int(n_widths), 1)) / pixel_size
     canvas = _MultiWidth(shape, levels)
     corr = correlation / pixel_size / _STEP
-    for _ in range(n):
-        path = _crossing_worm(rng, shape, persistence / pixel_size)
+    for path in _crossing_filaments(rng, shape, pixel_size, density, persistence):
         inten = smooth_profile(rng, path.shape[0], corr, *brightness)
         wid = smooth_profile(rng, path.shape[0], corr, width[0], width[1]) / pixel_size
         keep = _inside_mask(path, shape)
@@ -142,11 +139,9 @@ def bundles(
     (``wander < 0.5``). Line FWHM ``width``
     nm, each member's intensity uniform in ``intensity``. Returns float32 in ``[0, 1]``.
     """
-    n = _count_per_side(rng, shape, pixel_size, density)
     canvas = _Canvas(shape, width / pixel_size)
     corr = 1000.0 / pixel_size / _STEP
-    for _ in range(n):
-        path = _crossing_worm(rng, shape, persistence / pixel_size)
+    for path in _crossing_filaments(rng, shape, pixel_size, density, persistence):
         path = _inside(path, shape, margin=4.0 + size[1] * spacing[1] / pixel_size)
         if path.shape[0] < 2:
             continue
@@ -175,9 +170,7 @@ def render_rings(
     peak ``intensities`` and line FWHM ``width`` nm. Returns float32 in ``[0, 1]``."""
     canvas = _Canvas(shape, width / pixel_size)
     for c, r_nm, inten in zip(np.asarray(centres), radii, intensities, strict=True):
-        r = float(r_nm) / pixel_size
-        ring, ds = _arc(c, r, 0.0, 2 * np.pi, 8)
-        canvas.add_points(ring, float(inten) * ds * canvas.line_factor)
+        canvas.add_arc(c, float(r_nm) / pixel_size, float(inten), min_points=8)
     return _finalise(canvas.render())
 
 
@@ -250,14 +243,9 @@ def _cell_mask(
     near the field centre, edge smoothed over 200 nm (values in ``[0, 1]``)."""
     ny, nx = shape
     c = np.array([ny, nx], float) / 2 + rng.uniform(-0.15, 0.15, 2) * np.array([ny, nx])
-    r0 = radius * min(ny, nx) / 2
-    ks = np.arange(2, 6)
-    ck = rng.uniform(0.0, 0.08, ks.size)
-    phik = rng.uniform(0.0, 2 * np.pi, ks.size)
+    outline, _ = _harmonic_radius(rng, radius * min(ny, nx) / 2, np.arange(2, 6), 0.08)
     yy, xx = np.mgrid[:ny, :nx].astype(np.float64)
-    ang = np.arctan2(yy - c[0], xx - c[1])
-    harmonics = ck[:, None, None] * np.cos(ks[:, None, None] * ang + phik[:, None, None])
-    rad = r0 * (1 + harmonics.sum(axis=0))
+    rad = outline(np.arctan2(yy - c[0], xx - c[1]))
     inside = (np.hypot(yy - c[0], xx - c[1]) <= rad).astype(np.float64)
     return np.clip(ndimage.gaussian_filter(inside, 200.0 / pixel_size / 2.355), 0.0, 1.0)
 

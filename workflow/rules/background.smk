@@ -3,18 +3,20 @@
 
 rule background:
     input:
-        f"{RESULTS}/{{ds}}/{{level}}/{{stage}}.zarr",
+        store(f"{RESULTS}/{{ds}}/{{level}}/{{stage}}.zarr"),
     output:
-        directory(f"{RESULTS}/{{ds}}/{{level}}/{{stage}}_bg.zarr"),
+        store(f"{RESULTS}/{{ds}}/{{level}}/{{stage}}_bg.zarr"),
     log:
         f"{RESULTS}/logs/{{ds}}/background_{{level}}_{{stage}}.log",
     wildcard_constraints:
         stage="raw|widefield|sim|raw_dn|sim_ar",
     params:
+        src=in_store(),
+        dst=out_store(),
         radius=config["background"]["radius"],
         tile=config["tile"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps background {input:q} {output:q} --radius {params.radius:q} "
+        "dps background {params.src:q} {params.dst:q} --radius {params.radius:q} "
         "--tile {params.tile:q} --stage {wildcards.stage:q}_bg > {log:q} 2>&1"

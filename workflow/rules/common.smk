@@ -271,7 +271,7 @@ def deconvolution_psf(ds, level, deconv):
 
 def deconvolve_inputs(w):
     """A deconvolution's input image and, in blind mode, its identified PSF."""
-    inputs = {"image": deconvolution_input(w.ds, w.level, w.deconv)}
+    inputs = {"image": store(deconvolution_input(w.ds, w.level, w.deconv))}
     if blind(w.ds) or DECONVOLUTION[w.deconv][1] == "identified":
         inputs["psf"] = deconvolution_psf(w.ds, w.level, w.deconv)
     return inputs
@@ -340,6 +340,33 @@ def stage_path(ds, level, stage):
     return f"{RESULTS}/{ds}/{level}/{stage}.zarr"
 
 
+#: the root metadata file of a Zarr v3 store
+STORE_FILE = "zarr.json"
+
+
+def store(path):
+    """A Zarr store as a rule's input or output: its root metadata file `zarr.json`, a file of
+    the format. A `directory()` output would get Snakemake's `.snakemake_timestamp` inside the
+    store, a foreign file that readers warn about. Shell commands pass the store itself, a
+    param made by `in_store` or `out_store`."""
+    return os.path.join(path, STORE_FILE)
+
+
+def store_dir(path):
+    """The store of a `store()` path (for params and options that name the store)."""
+    return os.path.dirname(path) if os.path.basename(path) == STORE_FILE else str(path)
+
+
+def in_store(key=0):
+    """A param: the store of a `store()` input (by name, or the first)."""
+    return lambda w, input: store_dir(input[key])
+
+
+def out_store(key=0):
+    """A param: the store of a `store()` output (by name, or the first)."""
+    return lambda w, output: store_dir(output[key])
+
+
 def truth_store(ds):
     return f"{RESULTS}/{ds}/simulate/test.zarr" if ds in SIMULATED else None
 
@@ -376,6 +403,13 @@ def simulate_setting(ds, *keys):
     return value
 
 
+def model_input_pixel_size(model):
+    """nm per pixel of a model's input grid: the camera's (top-level optics); the SIM grid's
+    (half) for artifact removal and the SIM Res-U-DBPN."""
+    px = config["optics"]["pixel_size"]
+    return px / 2 if model in ("artifact", "resudbpn") else px
+
+
 def pixel_size_of_input(ds):
     """Pixel size of a user's input image: the camera's, or half of it for a SIM image."""
     px = optics(ds)["pixel_size"]
@@ -383,9 +417,9 @@ def pixel_size_of_input(ds):
 
 
 def evaluate_inputs(w):
-    inputs = {name: stage_path(w.ds, w.level, name) for name, _ in stage_chain(w.ds)}
+    inputs = {name: store(stage_path(w.ds, w.level, name)) for name, _ in stage_chain(w.ds)}
     if w.ds in SIMULATED:
-        inputs["truth"] = truth_store(w.ds)
+        inputs["truth"] = store(truth_store(w.ds))
     return inputs
 
 
@@ -434,6 +468,8 @@ def trained_networks():
 
 def all_outputs():
     out = [f"{RESULTS}/models/figures/{net}_loss.png" for net in trained_networks()]
+    if NET["bioimageio"]:
+        out += [f"{RESULTS}/models/bioimageio/{net}.zip" for net in trained_networks()]
     if "oidn" in trained_networks():
         out.append(f"{RESULTS}/models/figures/oidn_psf.png")
     for ds in EVALUATED:
@@ -451,7 +487,7 @@ def all_outputs():
                 out.append(f"{RESULTS}/{ds}/{level}/psf/identified.png")
             for stage in final_stages(ds):
                 out += [
-                    f"{RESULTS}/{ds}/{level}/final/{stage}.ome.zarr",
+                    store(f"{RESULTS}/{ds}/{level}/final/{stage}.ome.zarr"),
                     f"{RESULTS}/{ds}/{level}/final/{stage}.tif",
                 ]
     return out
@@ -463,8 +499,8 @@ def all_outputs():
 def train_data(w):
     ds = train_dataset()
     return {
-        "data": f"{RESULTS}/{ds}/simulate/train.zarr",
-        "val": f"{RESULTS}/{ds}/simulate/val.zarr",
+        "data": store(f"{RESULTS}/{ds}/simulate/train.zarr"),
+        "val": store(f"{RESULTS}/{ds}/simulate/val.zarr"),
     }
 
 
@@ -495,7 +531,7 @@ def train_files(w, input):
     args = []
     for key, flag in _TRAIN_FILE_FLAGS.items():
         if key in input.keys():
-            args += [flag, input[key]]
+            args += [flag, store_dir(input[key])]
     return shlex.join(str(a) for a in args)
 
 
@@ -539,11 +575,11 @@ def infer_inputs(w):
     net, source, model = net_stages(w.ds)[w.net_stage]
     if net in adapted(w.ds):
         model = adapted_model(w.ds, w.level, net)
-    return {"image": stage_path(w.ds, w.level, source), "model": model}
+    return {"image": store(stage_path(w.ds, w.level, source)), "model": model}
 
 
 def dbpn_own_inputs(w):
-    inputs = {"image": stage_path(w.image_ds, "input", f"{input_kind(w.image_ds)}_bg")}
+    inputs = {"image": store(stage_path(w.image_ds, "input", f"{input_kind(w.image_ds)}_bg"))}
     if blind(w.image_ds):  # widefield images only: blind() refuses SIM images
         inputs["psf"] = identified_psf(w.image_ds, "input", "widefield")
     return inputs

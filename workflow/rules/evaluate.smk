@@ -85,13 +85,16 @@ rule metrics_table:
 
 rule export:
     input:
-        f"{RESULTS}/{{ds}}/{{level}}/{{stage}}.zarr",
+        store(f"{RESULTS}/{{ds}}/{{level}}/{{stage}}.zarr"),
     output:
-        ome=directory(f"{RESULTS}/{{ds}}/{{level}}/final/{{stage}}.ome.zarr"),
+        ome=store(f"{RESULTS}/{{ds}}/{{level}}/final/{{stage}}.ome.zarr"),
         tiff=f"{RESULTS}/{{ds}}/{{level}}/final/{{stage}}.tif",
     log:
         f"{RESULTS}/logs/{{ds}}/export_{{level}}_{{stage}}.log",
+    params:
+        src=in_store(),
+        ome=out_store("ome"),
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps export {input:q} --ome-zarr {output.ome:q} --tiff {output.tiff:q} > {log:q} 2>&1"
+        "dps export {params.src:q} --ome-zarr {params.ome:q} --tiff {output.tiff:q} > {log:q} 2>&1"

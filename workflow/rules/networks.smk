@@ -39,7 +39,7 @@ for _net in REGISTRY:
 
 rule identify_psf:
     input:
-        image=f"{RESULTS}/{{ds}}/{{level}}/widefield_bg.zarr",
+        image=store(f"{RESULTS}/{{ds}}/{{level}}/widefield_bg.zarr"),
         model=model_dir("psfid"),
     output:
         widefield=f"{RESULTS}/{{ds}}/{{level}}/psf/widefield.tif",
@@ -53,15 +53,18 @@ rule identify_psf:
     log:
         f"{RESULTS}/logs/{{ds}}/identify_psf_{{level}}.log",
     params:
+        image=in_store("image"),
         wavelength=lambda w: optics(w.ds)["wavelength"],
         na=lambda w: optics(w.ds)["na"],
         modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
         device=NET["device"],
     threads: NET["threads"]
+    resources:
+        gpu=1,  # used when visible (device auto or cuda): one GPU each on a cluster
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps identify-psf {input.image:q} {output.widefield:q} --model {input.model:q} "
+        "dps identify-psf {params.image:q} {output.widefield:q} --model {input.model:q} "
         "--sr {output.sr:q} --figure {output.figure:q} --wavelength {params.wavelength:q} "
         "--na {params.na:q} --modulation-factor {params.modulation_factor:q} "
         "--device {params.device:q} --threads {threads} > {log:q} 2>&1"
@@ -75,6 +78,7 @@ rule train_resudbpn_own:
     log:
         f"{RESULTS}/logs/{{image_ds}}/train_resudbpn.log",
     params:
+        image=in_store("image"),
         psf=lambda w, input: input.get("psf")
         or ("sr" if input_kind(w.image_ds) == "sim" else "airy"),
         opts=lambda w: train_options("resudbpn", w.image_ds),
@@ -86,14 +90,14 @@ rule train_resudbpn_own:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps train resudbpn {output:q} --data {input.image:q} --psf {params.psf:q} "
+        "dps train resudbpn {output:q} --data {params.image:q} --psf {params.psf:q} "
         "--checkpoint {params.ckpt:q} {params.opts} > {log:q} 2>&1"
 
 
 rule adapt:
     input:
         model=lambda w: model_dir(w.net),
-        frames=lambda w: stage_path(w.ds, w.level, "raw"),
+        frames=lambda w: store(stage_path(w.ds, w.level, "raw")),
         calibration=f"{RESULTS}/{{ds}}/{{level}}/calibration.json",
     output:
         directory(f"{RESULTS}/{{ds}}/{{level}}/models/{{net}}"),
@@ -102,6 +106,7 @@ rule adapt:
     wildcard_constraints:
         net="denoise|sim|oidn",
     params:
+        frames=in_store("frames"),
         seed=config["seed"],
         wavelength=lambda w: optics(w.ds)["wavelength"],
         na=lambda w: optics(w.ds)["na"],
@@ -112,7 +117,7 @@ rule adapt:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps adapt {wildcards.net:q} {input.model:q} {input.frames:q} {output:q} "
+        "dps adapt {wildcards.net:q} {input.model:q} {params.frames:q} {output:q} "
         "--calibration {input.calibration:q} --seed {params.seed:q} --threads {threads} "
         "--wavelength {params.wavelength:q} --na {params.na:q} "
         "--modulation-factor {params.modulation_factor:q} > {log:q} 2>&1"
@@ -122,20 +127,24 @@ rule infer:
     input:
         unpack(infer_inputs),
     output:
-        directory(f"{RESULTS}/{{ds}}/{{level}}/{{net_stage}}.zarr"),
+        store(f"{RESULTS}/{{ds}}/{{level}}/{{net_stage}}.zarr"),
     log:
         f"{RESULTS}/logs/{{ds}}/infer_{{level}}_{{net_stage}}.log",
     wildcard_constraints:
         net_stage="raw_dn|sim_dps|sim_oidn|sim_ar|sim_dbpn|widefield_dbpn",
     params:
+        image=in_store("image"),
+        dst=out_store(),
         net=lambda w: net_stages(w.ds)[w.net_stage][0],
         tile=NET["tile"],
         device=NET["device"],
     threads: NET["threads"]
+    resources:
+        gpu=1,  # used when visible (device auto or cuda): one GPU each on a cluster
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps infer {params.net:q} {input.image:q} {output:q} --model {input.model:q} "
+        "dps infer {params.net:q} {params.image:q} {params.dst:q} --model {input.model:q} "
         "--tile {params.tile:q} --device {params.device:q} --threads {threads} "
         "--stage {wildcards.net_stage:q} > {log:q} 2>&1"
 
@@ -159,3 +168,22 @@ rule model_figure:
         "../../envs/dps.yaml"
     shell:
         "cp {input:q}/{wildcards.figure:q}.png {output:q} > {log:q} 2>&1"
+
+
+rule export_bioimageio:
+    input:
+        lambda w: model_dir(w.model),
+    output:
+        f"{RESULTS}/models/bioimageio/{{model}}.zip",
+    log:
+        f"{RESULTS}/logs/models/bioimageio_{{model}}.log",
+    wildcard_constraints:
+        model=name_regex(list(MODELS)),
+    params:
+        net=lambda w: MODELS[w.model],
+        pixel_size=lambda w: model_input_pixel_size(w.model),
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps export-model {params.net:q} {input:q} {output:q} "
+        "--pixel-size {params.pixel_size:q} > {log:q} 2>&1"

@@ -5,7 +5,7 @@
 
 rule calibrate:
     input:
-        lambda w: stage_path(w.ds, w.level, "raw"),
+        lambda w: store(stage_path(w.ds, w.level, "raw")),
     output:
         json=f"{RESULTS}/{{ds}}/{{level}}/calibration.json",
         figure=report(
@@ -18,6 +18,7 @@ rule calibrate:
     log:
         f"{RESULTS}/logs/{{ds}}/calibrate_{{level}}.log",
     params:
+        src=in_store(),
         wavelength=lambda w: optics(w.ds)["wavelength"],
         na=lambda w: optics(w.ds)["na"],
         modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
@@ -25,7 +26,7 @@ rule calibrate:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps calibrate {input:q} {output.json:q} --figure {output.figure:q} "
+        "dps calibrate {params.src:q} {output.json:q} --figure {output.figure:q} "
         "--wavelength {params.wavelength:q} --na {params.na:q} "
         "--modulation-factor {params.modulation_factor:q} --seed {params.seed:q} "
         "> {log:q} 2>&1"
@@ -33,15 +34,17 @@ rule calibrate:
 
 rule sim_reconstruct:
     input:
-        frames=lambda w: stage_path(w.ds, w.level, SIM_WIENER[w.wiener_stage]),
+        frames=lambda w: store(stage_path(w.ds, w.level, SIM_WIENER[w.wiener_stage])),
         calibration=lambda w: calibration_input(w.ds, w.level),
     output:
-        directory(f"{RESULTS}/{{ds}}/{{level}}/{{wiener_stage}}.zarr"),
+        store(f"{RESULTS}/{{ds}}/{{level}}/{{wiener_stage}}.zarr"),
     log:
         f"{RESULTS}/logs/{{ds}}/sim_reconstruct_{{level}}_{{wiener_stage}}.log",
     wildcard_constraints:
         wiener_stage="|".join(SIM_WIENER),
     params:
+        frames=in_store("frames"),
+        dst=out_store(),
         wiener=config["sim"]["wiener"],
         wiener_factor=config["sim"]["wiener_factor"],
         otf_decay=config["sim"]["otf_decay"],
@@ -53,7 +56,7 @@ rule sim_reconstruct:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps sim-reconstruct {input.frames:q} {output:q} {params.calibration} "
+        "dps sim-reconstruct {params.frames:q} {params.dst:q} {params.calibration} "
         "--wiener {params.wiener:q} "
         "--wiener-factor {params.wiener_factor:q} --otf-decay {params.otf_decay:q} "
         "--local-wiener {params.local_wiener:q} --wavelength {params.wavelength:q} "
@@ -65,12 +68,14 @@ rule deconvolve:
     input:
         unpack(deconvolve_inputs),
     output:
-        directory(f"{RESULTS}/{{ds}}/{{level}}/{{deconv}}.zarr"),
+        store(f"{RESULTS}/{{ds}}/{{level}}/{{deconv}}.zarr"),
     log:
         f"{RESULTS}/logs/{{ds}}/deconvolve_{{level}}_{{deconv}}.log",
     wildcard_constraints:
         deconv="|".join(DECONVOLUTION),
     params:
+        image=in_store("image"),
+        dst=out_store(),
         method=lambda w: DECONVOLUTION[w.deconv][0],
         psf=lambda w: deconvolution_psf(w.ds, w.level, w.deconv),
         iterations=lambda w: config["deconvolution"][DECONVOLUTION[w.deconv][0]]["iterations"],
@@ -82,7 +87,7 @@ rule deconvolve:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps deconvolve {input.image:q} {output:q} --method {params.method:q} "
+        "dps deconvolve {params.image:q} {params.dst:q} --method {params.method:q} "
         "--psf {params.psf:q} --iterations {params.iterations:q} {params.sparse:q} "
         "--wavelength {params.wavelength:q} --na {params.na:q} "
         "--modulation-factor {params.modulation_factor:q} "

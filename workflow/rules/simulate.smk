@@ -8,10 +8,11 @@ rule simulate:
     input:
         unpack(simulate_inputs),
     output:
-        directory(f"{RESULTS}/{{sim_ds}}/simulate/{{split}}.zarr"),
+        store(f"{RESULTS}/{{sim_ds}}/simulate/{{split}}.zarr"),
     log:
         f"{RESULTS}/logs/{{sim_ds}}/simulate_{{split}}.log",
     params:
+        dst=out_store(),
         seed=config["seed"],
         tile=config["tile"],
         n=lambda w: simulate_setting(w.sim_ds, f"n_{w.split}"),
@@ -35,7 +36,7 @@ rule simulate:
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps simulate {output:q} {params.calibrated} --split {wildcards.split:q} --seed {params.seed:q} "
+        "dps simulate {params.dst:q} {params.calibrated} --split {wildcards.split:q} --seed {params.seed:q} "
         "--structures {params.structures:q} --n-per-structure {params.n:q} "
         "--size {params.size:q} --levels {params.levels:q} "
         "--pattern-frequency {params.frequency:q} --modulation {params.modulation:q} "
@@ -49,34 +50,40 @@ rule simulate:
 
 rule extract_level:
     input:
-        f"{RESULTS}/{{sim_ds}}/simulate/test.zarr",
+        store(f"{RESULTS}/{{sim_ds}}/simulate/test.zarr"),
     output:
-        raw=directory(f"{RESULTS}/{{sim_ds}}/{{level}}/raw.zarr"),
-        widefield=directory(f"{RESULTS}/{{sim_ds}}/{{level}}/widefield.zarr"),
+        raw=store(f"{RESULTS}/{{sim_ds}}/{{level}}/raw.zarr"),
+        widefield=store(f"{RESULTS}/{{sim_ds}}/{{level}}/widefield.zarr"),
     log:
         f"{RESULTS}/logs/{{sim_ds}}/extract_{{level}}.log",
+    params:
+        src=in_store(),
+        raw=out_store("raw"),
+        widefield=out_store("widefield"),
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps extract {input:q} --level {wildcards.level:q} "
-        "--raw {output.raw:q} --widefield {output.widefield:q} > {log:q} 2>&1"
+        "dps extract {params.src:q} --level {wildcards.level:q} "
+        "--raw {params.raw:q} --widefield {params.widefield:q} > {log:q} 2>&1"
 
 
 rule import_raw:
     input:
         lambda w: DATASETS[w.raw_ds]["source"],
     output:
-        raw=directory(f"{RESULTS}/{{raw_ds}}/input/raw.zarr"),
-        widefield=directory(f"{RESULTS}/{{raw_ds}}/input/widefield.zarr"),
+        raw=store(f"{RESULTS}/{{raw_ds}}/input/raw.zarr"),
+        widefield=store(f"{RESULTS}/{{raw_ds}}/input/widefield.zarr"),
     log:
         f"{RESULTS}/logs/{{raw_ds}}/import.log",
     params:
+        raw=out_store("raw"),
+        widefield=out_store("widefield"),
         pixel_size=lambda w: pixel_size_of_input(w.raw_ds),
         tile=config["tile"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps import {input:q} {output.raw:q} --kind raw --widefield {output.widefield:q} "
+        "dps import {input:q} {params.raw:q} --kind raw --widefield {params.widefield:q} "
         "--pixel-size {params.pixel_size:q} --tile {params.tile:q} > {log:q} 2>&1"
 
 
@@ -84,16 +91,17 @@ rule import_image:
     input:
         lambda w: DATASETS[w.image_ds]["source"],
     output:
-        directory(f"{RESULTS}/{{image_ds}}/input/{{kind}}.zarr"),
+        store(f"{RESULTS}/{{image_ds}}/input/{{kind}}.zarr"),
     log:
         f"{RESULTS}/logs/{{image_ds}}/import_{{kind}}.log",
     wildcard_constraints:
         kind="widefield|sim",
     params:
+        dst=out_store(),
         pixel_size=lambda w: pixel_size_of_input(w.image_ds),
         tile=config["tile"],
     conda:
         "../../envs/dps.yaml"
     shell:
-        "dps import {input:q} {output:q} --kind {wildcards.kind:q} "
+        "dps import {input:q} {params.dst:q} --kind {wildcards.kind:q} "
         "--pixel-size {params.pixel_size:q} --tile {params.tile:q} > {log:q} 2>&1"
