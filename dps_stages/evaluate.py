@@ -182,7 +182,7 @@ def summarise(
     (:func:`dps_stages.figures.metrics_figure`: the decorrelation resolution and, per kind of
     truth, PSNR and SSIM) and, given ``summary_html_output``, the summary as HTML tables.
     """
-    from dps_stages.figures import metrics_figure, summary_html
+    from dps_stages.plotting import metrics_figure, summary_html
 
     frames = [pd.read_csv(t, sep="\t", dtype={"level": str, "truth": str}) for t in tables]
     full = pd.concat(frames, ignore_index=True)
@@ -204,6 +204,6 @@ def summarise(
     with io.atomic_path(summary_output) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
 
-    metrics_figure(full, figure)
+    metrics_figure(full, figure, object_truth=OBJECT_TRUTH)
     if summary_html_output is not None:
         summary_html(summary, summary_html_output, title=f"metrics: {Path(output).parent.name}")

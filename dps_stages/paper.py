@@ -209,7 +209,7 @@ def fig3a_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dps_stages.figures import add_scale_bar
+    from dps_stages.plotting import add_scale_bar
 
     scale = after.shape[-1] // before.shape[-1]
     n = min(512, before.shape[-1])
@@ -638,7 +638,7 @@ def real_figure(inp: Inputs, level: str = "GT") -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dps_stages.figures import add_scale_bar
+    from dps_stages.plotting import add_scale_bar
 
     ds = inp.real_levels()[level]
     ref = _reference(inp)

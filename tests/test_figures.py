@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dps_stages.figures import (
+from dps_stages.figures import STAGE_GROUPS, group_stages
+from dps_stages.plotting import (
     MARKERS,
     PALETTE,
-    STAGE_GROUPS,
     add_scale_bar,
     format_um,
-    group_stages,
     metrics_figure,
     palette_distance,
     robust_limits,
