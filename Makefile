@@ -17,7 +17,7 @@ LOCK        := requirements.lock
 EXTRAS      := workflow,dev,modelzoo,napari
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run report test lint bench clean lock python-check
+.PHONY: install run report test lint bench figures clean lock python-check
 
 # before anything installs: refuse a Python the project does not support
 python-check:
@@ -55,6 +55,17 @@ run: install
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 	@echo "report: results/report.html; metrics: results/*/metrics.tsv"
+
+# the reviewer's path: the real data through the DAG (benchmarks/configs/real_data.yaml, into
+# results_real/), then results_real/paper/index.html: every claim of the papers beside ours
+SHARED := ../shared/data
+figures: install
+	@for p in vdl-sim-microtubules/raw/GT vdl-sim-microtubules/reference dps-fig3a/Fig3a.tif decorrelation; do \
+	  test -e $(SHARED)/$$p || { echo "make figures: $(SHARED)/$$p is absent. Put the shared data beside the project, at $(SHARED): vdl-sim-microtubules/ (WenjieLab/Deep-learning-based-real-time-SIM, test/images), dps-fig3a/Fig3a.tif (WenjieLab/DPS-framework-for-microscopy, test/Fig3a.tif), decorrelation/ (Ades91/ImDecorr and band-limited noise); its README.md gives the layout." >&2; exit 1; }; \
+	done
+	$(BIN)/python workflow/scripts/unlock_stale.py $(BIN)/snakemake
+	$(BIN)/snakemake --cores $(CORES) --configfile benchmarks/configs/real_data.yaml paper
+	@echo "page: results_real/paper/index.html (and index.md)"
 
 test: install
 	$(BIN)/python -m pytest -q --durations=10

@@ -28,6 +28,7 @@ include: "workflow/rules/background.smk"
 include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/networks.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:

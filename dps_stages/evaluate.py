@@ -176,15 +176,13 @@ def summarise(
     output: str | Path,
     summary_output: str | Path,
     figure: str | Path,
+    summary_html_output: str | Path | None = None,
 ) -> None:
-    """Merge per-level tables into one; write the mean per (level, stage, truth) and a figure.
-
-    The figure has the decorrelation resolution and, per kind of truth, PSNR and SSIM.
+    """Merge per-level tables into one; write the mean per (level, stage, truth), a figure
+    (:func:`dps_stages.figures.metrics_figure`: the decorrelation resolution and, per kind of
+    truth, PSNR and SSIM) and, given ``summary_html_output``, the summary as HTML tables.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dps_stages.plotting import metrics_figure, summary_html
 
     frames = [pd.read_csv(t, sep="\t", dtype={"level": str, "truth": str}) for t in tables]
     full = pd.concat(frames, ignore_index=True)
@@ -206,30 +204,6 @@ def summarise(
     with io.atomic_path(summary_output) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
 
-    levels = list(dict.fromkeys(full["level"]))
-    stages = list(dict.fromkeys(full["stage"]))
-    # the resolution needs no truth: one row per image (the first truth's)
-    per_image = full.drop_duplicates(["level", "stage", "image"])
-    panels = [("resolution_nm", "decorrelation resolution (nm, lower is finer)", per_image)]
-    kinds = [k for k in dict.fromkeys(full["truth"]) if k]
-    for kind in kinds:
-        name = "ground truth" if kinds == [OBJECT_TRUTH] else f"{kind} truth"
-        scored = full[full["truth"] == kind]
-        panels += [("psnr", f"PSNR vs {name} (dB)", scored), ("ssim", f"SSIM vs {name}", scored)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    width = 0.8 / max(1, len(stages))
-    x = np.arange(len(levels))
-    for ax, (col, title, table) in zip(axes[0], panels, strict=True):
-        for j, stage in enumerate(stages):
-            sub = table[table["stage"] == stage].groupby("level", sort=False)[col]
-            mean = [sub.mean().get(lv, np.nan) for lv in levels]
-            std = [sub.std().get(lv, np.nan) for lv in levels]
-            ax.bar(x + (j - (len(stages) - 1) / 2) * width, mean, width, yerr=std, label=stage)
-        ax.set_xticks(x, levels)
-        ax.set_xlabel("signal level (photons)")
-        ax.set_title(title, fontsize=10)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    with io.atomic_path(figure) as tmp:
-        fig.savefig(tmp, dpi=120, format=Path(figure).suffix.lstrip(".") or "png")
-    plt.close(fig)
+    metrics_figure(full, figure, object_truth=OBJECT_TRUTH)
+    if summary_html_output is not None:
+        summary_html(summary, summary_html_output, title=f"metrics: {Path(output).parent.name}")

@@ -27,11 +27,12 @@ SIMULATE_MIN_SIZE = 16
 #: the arguments (argparse destinations) that name files a command only reads
 INPUT_ARGS = (
     "input", "image", "store", "candidate", "reference", "model", "models", "data", "val",
-    "calibration", "truth", "tables", "denoise_model", "sim_model", "vgg16_weights",
+    "calibration", "truth", "tables", "denoise_model", "sim_model", "vgg16_weights", "metrics",
 )  # fmt: skip
 #: the arguments that name files a command writes (``widefield`` and ``raw`` are outputs of
 #: ``import`` and ``extract``, the only commands that have them)
-OUTPUT_ARGS = ("output", "raw", "widefield", "ome_zarr", "tiff", "sr", "figure", "summary")
+OUTPUT_ARGS = ("output", "raw", "widefield", "ome_zarr", "tiff", "sr", "figure", "summary",
+               "summary_html")  # fmt: skip
 
 
 def _paths(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Path]:

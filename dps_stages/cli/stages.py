@@ -271,7 +271,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_summarise(args: argparse.Namespace) -> None:
     from dps_stages.evaluate import summarise
 
-    summarise(args.tables, args.output, args.summary, args.figure)
+    summarise(args.tables, args.output, args.summary, args.figure, args.summary_html)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -283,7 +283,28 @@ def cmd_figures(args: argparse.Namespace) -> None:
         level=args.level,
         output=args.output,
         n_images=args.n_images,
+        metrics=args.metrics,
+        title=args.title,
     )
+
+
+def cmd_paper(args: argparse.Namespace) -> None:
+    """The reviewer's page: every claim of the papers beside the number this code gives."""
+    from dps_stages.paper import Inputs, build_page
+
+    rows = build_page(
+        Inputs(
+            results=args.results,
+            data=args.data,
+            datasets={name: (kind, source) for name, kind, source in args.dataset or []},
+            out=args.output,
+            command=args.command_line or "",
+        )
+    )
+    counts = {}
+    for row in rows:
+        counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    print(f"{args.output}/index.html: {len(rows)} rows, {counts}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -420,6 +441,7 @@ def add_parsers(sub) -> None:
     p.add_argument("tables", type=Path, nargs="+")
     p.add_argument("--summary", type=Path, required=True, help="TSV: mean and std per stage")
     p.add_argument("--figure", type=Path, required=True)
+    p.add_argument("--summary-html", type=Path, help="HTML: the summary as tables, for the report")
     p.set_defaults(func=cmd_summarise)
 
     p = sub.add_parser("figures", help="stage outputs side by side with the ground truth")
@@ -428,7 +450,23 @@ def add_parsers(sub) -> None:
     p.add_argument("--truth", type=Path)
     p.add_argument("--level", default="input")
     _option(p, "--n-images", key="evaluate.figure_images", type=_count)
+    p.add_argument("--metrics", type=Path, help="the level's metrics TSV: scores on each panel")
+    p.add_argument("--title", help="the figure's title (default: the signal level)")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("paper", help="the papers' claims beside this code's numbers (a page)")
+    p.add_argument("output", type=Path, help="folder: index.html, index.md, figures, tables")
+    p.add_argument("--results", type=Path, required=True, help="the workflow's results folder")
+    p.add_argument("--data", type=Path, required=True, help="the shared data (../shared/data)")
+    p.add_argument(
+        "--dataset",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "KIND", "SOURCE"),
+        help="a dataset of the run: kind raw|widefield|sim (simulated: 'raw simulate')",
+    )
+    p.add_argument("--command-line", help="the command that built the page, for the record")
+    p.set_defaults(func=cmd_paper)
 
     p = sub.add_parser("export", help="a stage's output as OME-Zarr and ImageJ TIFF")
     p.add_argument("input", type=Path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from dps_stages.figures import STAGE_GROUPS, group_stages
 from dps_stages.nets.registry import MODELS, REGISTRY, SIM_NETWORKS
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -265,6 +266,7 @@ wildcard_constraints:
     level=r"[A-Za-z0-9.]+",
     ds=r"[A-Za-z0-9_.-]+",
     stage=r"[A-Za-z0-9_]+",
+    group=name_regex([*STAGE_GROUPS, "other"]),
 
 
 def level_key(level):
@@ -618,6 +620,21 @@ def stage_options(w, with_input=True):
     return parts
 
 
+def figure_groups(ds):
+    """The stage figures of a dataset: group -> its stages (at most four per figure)."""
+    return group_stages([name for name, _ in stage_chain(ds)])
+
+
+def stage_figure_options(w):
+    """`--stage NAME PATH` of the stages of one figure group, and `--truth`: a list."""
+    parts = []
+    for name in figure_groups(w.ds)[w.group]:
+        parts += ["--stage", name, stage_path(w.ds, w.level, name)]
+    if w.ds in SIMULATED:
+        parts += ["--truth", truth_store(w.ds)]
+    return parts
+
+
 def trained_networks():
     """The shared networks the DAG uses: the DPS chain and OIDN for raw frames, Res-U-DBPN
     (one for SIM, one for widefield images) unless a dataset trains its own, and PSF
@@ -645,9 +662,10 @@ def all_outputs():
             f"{RESULTS}/{ds}/metrics.tsv",
             f"{RESULTS}/{ds}/metrics_summary.tsv",
             f"{RESULTS}/{ds}/metrics.png",
+            f"{RESULTS}/{ds}/metrics_summary.html",
         ]
         for level in levels(ds):
-            out.append(f"{RESULTS}/{ds}/{level}/stages.png")
+            out += [f"{RESULTS}/{ds}/{level}/stages/{g}.png" for g in figure_groups(ds)]
             if input_kind(ds) == "raw":
                 out.append(f"{RESULTS}/{ds}/{level}/calibration.png")
             if input_kind(ds) != "sim":
@@ -750,3 +768,19 @@ def dbpn_own_inputs(w):
     if blind(w.image_ds):  # widefield images only: blind() refuses SIM images
         inputs["psf"] = identified_psf(w.image_ds, "input", "widefield")
     return inputs
+
+
+# the reviewer's page (rules/paper.smk)
+#: the shared reference data, beside the project (../shared/data/README.md names the sources)
+PAPER_DATA = str(Path(workflow.basedir).resolve().parent / "shared" / "data")
+#: the page's folder, inside the results it reads (nothing is written outside `results`)
+PAPER_DIR = f"{RESULTS}/paper"
+
+
+def paper_datasets():
+    """`--dataset NAME KIND SOURCE` of every evaluated dataset, for `dps paper`."""
+    args = []
+    for ds in EVALUATED:
+        source = DATASETS[ds]["source"]
+        args += ["--dataset", ds, input_kind(ds), str(source)]
+    return args

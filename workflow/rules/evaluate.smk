@@ -23,24 +23,27 @@ rule evaluate:
 rule stage_figure:
     input:
         unpack(evaluate_inputs),
+        metrics=f"{RESULTS}/{{ds}}/{{level}}/metrics.tsv",
     output:
         report(
-            f"{RESULTS}/{{ds}}/{{level}}/stages.png",
+            f"{RESULTS}/{{ds}}/{{level}}/stages/{{group}}.png",
             caption="../report/stages.rst",
             category="Stages side by side",
             subcategory="{ds}",
-            labels={"dataset": "{ds}", "level": "{level}"},
+            labels={"dataset": "{ds}", "level": "{level}", "stages": "{group}"},
         ),
     log:
-        f"{RESULTS}/logs/{{ds}}/stage_figure_{{level}}.log",
+        f"{RESULTS}/logs/{{ds}}/stage_figure_{{level}}_{{group}}.log",
     params:
-        stages=lambda w: stage_options(w, with_input=False),
+        stages=stage_figure_options,
         n=config["evaluate"]["figure_images"],
+        title=lambda w: f"{w.ds}, level {w.level}: {w.group}",
     conda:
         "../../envs/dps.yaml"
     shell:
         "dps figures {output:q} {params.stages:q} --level {wildcards.level:q} "
-        "--n-images {params.n:q} > {log:q} 2>&1"
+        "--n-images {params.n:q} --metrics {input.metrics:q} --title {params.title:q} "
+        "> {log:q} 2>&1"
 
 
 rule metrics_table:
@@ -65,13 +68,19 @@ rule metrics_table:
             category="Metrics",
             labels={"dataset": "{ds}", "table": "figure"},
         ),
+        html=report(
+            f"{RESULTS}/{{ds}}/metrics_summary.html",
+            caption="../report/metrics_summary.rst",
+            category="Metrics",
+            labels={"dataset": "{ds}", "table": "mean per stage (tables)"},
+        ),
     log:
         f"{RESULTS}/logs/{{ds}}/metrics_table.log",
     conda:
         "../../envs/dps.yaml"
     shell:
         "dps summarise {output.table:q} {input:q} --summary {output.summary:q} "
-        "--figure {output.figure:q} > {log:q} 2>&1"
+        "--figure {output.figure:q} --summary-html {output.html:q} > {log:q} 2>&1"
 
 
 rule export:
