@@ -67,23 +67,23 @@ else:  # scancel
 
 #: what the jobs under test read: (path, is a directory), in the DAG's order
 PLACEHOLDERS = [
-    ("results/simulated/simulate/train.zarr", True),
-    ("results/simulated/simulate/val.zarr", True),
-    ("results/simulated/simulate/test.zarr", True),
-    ("results/simulated/50/raw.zarr", True),
-    ("results/simulated/500/raw.zarr", True),
-    ("results/simulated/50/widefield.zarr", True),
-    ("results/simulated/50/widefield_bg.zarr", True),
+    ("results/simulated/simulate/train.zarr/zarr.json", False),
+    ("results/simulated/simulate/val.zarr/zarr.json", False),
+    ("results/simulated/simulate/test.zarr/zarr.json", False),
+    ("results/simulated/50/raw.zarr/zarr.json", False),
+    ("results/simulated/500/raw.zarr/zarr.json", False),
+    ("results/simulated/50/widefield.zarr/zarr.json", False),
+    ("results/simulated/50/widefield_bg.zarr/zarr.json", False),
     ("results/models/denoise", True),
     ("results/models/psfid", True),
     ("results/models/psfid/loss.png", False),
 ]
 TARGETS = [
     "results/models/oidn",  # train_oidn
-    "results/simulated/50/raw_dn.zarr",  # infer
+    "results/simulated/50/raw_dn.zarr/zarr.json",  # infer (a store: its zarr.json)
     "results/simulated/50/psf/widefield.tif",  # identify_psf
-    "results/simulated/50/raw_bg.zarr",  # background, group background_raw
-    "results/simulated/500/raw_bg.zarr",  # background, group background_raw
+    "results/simulated/50/raw_bg.zarr/zarr.json",  # background, group background_raw
+    "results/simulated/500/raw_bg.zarr/zarr.json",  # background, group background_raw
     "results/models/figures/psfid_loss.png",  # model_figure, a local rule
 ]
 
