@@ -116,12 +116,19 @@ def make_model(folder: Path) -> Path:
 
 
 def peak_rss(argv: list[str]) -> tuple[float, float]:
-    """Peak RSS (MB) and wall time (s) of a child process running ``argv``."""
+    """Peak RSS (MB) and wall time (s) of a child process running ``argv``.
+
+    The child's stderr goes to a temporary file, read once it has exited: a pipe read only
+    after ``os.wait4`` would fill (64 KiB: about 100 s of the progress bar) and block the
+    child's next write for ever, the parent waiting for it to exit.
+    """
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        err = log.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{err[-2000:]}")
     return usage.ru_maxrss / 1024.0, time.perf_counter() - t0

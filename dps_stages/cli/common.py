@@ -168,11 +168,17 @@ def _provenance(command: str, args: argparse.Namespace, started: float) -> dict[
     }
 
 
+#: seconds between two redraws of the progress bar (dask's default 0.1 s fills a rule's log
+#: with about 600 bytes a second)
+PROGRESS_INTERVAL = 1.0
+
+
 def _progress():
-    """A progress bar over the tiles of a dask computation, on stderr (the rule's log)."""
+    """A progress bar over the tiles of a dask computation, on stderr (the rule's log), shown
+    for computations over 2 s and redrawn every :data:`PROGRESS_INTERVAL` seconds."""
     from dask.diagnostics import ProgressBar
 
-    return ProgressBar(minimum=2.0, out=sys.stderr)
+    return ProgressBar(minimum=2.0, dt=PROGRESS_INTERVAL, out=sys.stderr)
 
 
 def _write_any(path: str | Path, image, attrs: dict[str, Any], *, tile: int = 1024) -> None:
