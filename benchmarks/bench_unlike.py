@@ -269,8 +269,11 @@ def calib(out: Path) -> dict[str, bool]:
 # score
 # --------------------------------------------------------------------------------------------
 def _stage(results: Path, ds: str, stage: str) -> np.ndarray | None:
+    import warnings
+
     from dps_stages import io
 
+    warnings.filterwarnings("ignore", message=".*not recognized as a component")
     path = results / ds / "input" / f"{stage}.zarr"
     if not path.exists():
         return None
@@ -330,6 +333,9 @@ def score(out: Path, margin: float = 0.03, slack: float = 0.01) -> dict[str, lis
                 if (a >= margin and b >= -slack) or (b >= margin and a >= -slack):
                     passing[ds].append(st)
         got = passing[ds]
+        missing = [st for st in STAGES if st not in scores]
+        if missing:
+            print(f"\nNo output yet for {', '.join(f'`{st}`' for st in missing)}.")
         print(
             f"\nCriterion (a network stage >= {margin} SSIM above Wiener against one truth and "
             f"not more than {slack} below against the other): "
