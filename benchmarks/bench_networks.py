@@ -338,7 +338,9 @@ def _crops_figure(results: Path, reference: np.ndarray) -> None:
     window = (slice(y0, y0 + n), slice(x0, x0 + n))
     lo, hi = np.percentile(reference[window], (0.5, 99.8))
     columns = ("sim_wiener", "sim_ar", "VDL-SIM (published)", "reference")
-    levels = [lv for lv in CROP_LEVELS if (results / f"vdl_{lv}").exists()]
+    levels = [lv for lv in CROP_LEVELS  # the levels whose stages are all there
+              if all((results / f"vdl_{lv}" / "input" / f"{st}.zarr").exists()
+                     for st in columns[:2])]  # fmt: skip
     if not levels:
         return
     fig, axes = plt.subplots(len(levels), 4, figsize=(12, 3.15 * len(levels)), dpi=150)
