@@ -51,11 +51,25 @@ def select_device(device: str = "auto") -> torch.device:
 
 
 def save_model(path: str | Path, net: str, model: torch.nn.Module, record: dict[str, Any]) -> Path:
-    """The model file: network name, architecture, weights and the training record."""
+    """The model file: network name, architecture, weights and the training record.
+
+    The record's wall times (``seconds``, at any depth) stay out of the file (they are in
+    ``record.json`` and the log): the same training gives a byte-identical model file, and an
+    interrupted and resumed run the same file as an uninterrupted one."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"net": net, "arch": dict(model.arch), "state_dict": state, "record": record}, path)
+    blob = {"net": net, "arch": dict(model.arch), "state_dict": state,
+            "record": _without_wall_time(record)}  # fmt: skip
+    torch.save(blob, path)
     return path
+
+
+def _without_wall_time(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_wall_time(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_wall_time(v) for v in value]
+    return value
 
 
 def model_digest(path: str | Path) -> str:
