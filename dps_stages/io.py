@@ -9,80 +9,41 @@ resolution tags), readable by Fiji and napari.
 Every write is atomic: data go to a hidden sibling path that is renamed onto the target only
 once complete, so an interrupted job never leaves a store that looks finished. Inputs are only
 ever opened read-only.
+
+TIFF reading and writing live in :mod:`dps_stages.io_tiff`, what every format shares (the
+input error, atomic writes, tile chunks) in :mod:`dps_stages.io_core`; this module re-exports
+their public names, so ``from dps_stages.io import write_tiff`` and ``io.DpsInputError`` work
+as before.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-import shutil
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
-import tifffile
 import zarr
 from zarr.codecs import BloscCodec
+
+from dps_stages.io_core import DpsInputError as DpsInputError
+from dps_stages.io_core import _NamedChunks, atomic_path, default_chunks
+from dps_stages.io_core import remove_stale_temporaries as remove_stale_temporaries
+from dps_stages.io_tiff import OME_UNITS_NM as OME_UNITS_NM
+from dps_stages.io_tiff import _open_tiff, _read_tiff
+from dps_stages.io_tiff import write_tiff as write_tiff
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_ARRAY = "image"  # name of the array inside a stage's Zarr group
 RAW_FRAMES = 9  # 2D-SIM: 3 angles x 3 phases
 
 
-class DpsInputError(ValueError):
-    """Bad input: the message names the file, the value and what was expected."""
-
-
 # --------------------------------------------------------------------------------------------
-# atomic writes
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success rename it onto ``path``.
-
-    On any exception the temporary file or folder is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        yield tmp
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        os.replace(tmp, path)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-
-
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove the ``.<name>.tmp-*`` siblings of ``path`` left by earlier killed writes.
-
-    One output is written by one job at a time (the workflow's rule, or one ``dps`` command),
-    so a temporary of the same output found before a new write belongs to a dead writer.
-    Returns the paths removed.
-    """
-    path = Path(path)
-    removed = []
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-        removed.append(stale)
-    return removed
+# attributes as JSON
 
 
 def _jsonable(value: Any) -> Any:
@@ -104,12 +65,6 @@ def _jsonable(value: Any) -> Any:
 
 # --------------------------------------------------------------------------------------------
 # Zarr intermediates
-
-
-def default_chunks(shape: tuple[int, ...], tile: int = 1024) -> tuple[int, ...]:
-    """One chunk = one image tile: 1 along the leading axes, ``tile`` along y and x."""
-    lead = (1,) * (len(shape) - 2)
-    return lead + (min(tile, shape[-2]), min(tile, shape[-1]))
 
 
 def _compressor() -> BloscCodec:
@@ -226,23 +181,6 @@ def ome_series(group: zarr.Group) -> list[str]:
     return names
 
 
-class _NamedChunks:
-    """A read-only view of a Zarr array whose chunk-read failures (a corrupt or missing chunk,
-    found only when the data stream through) raise :class:`DpsInputError` naming the store."""
-
-    def __init__(self, array: zarr.Array, path: Path) -> None:
-        self.array, self.path = array, path
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        try:
-            return self.array[key]
-        except Exception as exc:  # blosc, zstd, JSON, OSError: the store is damaged
-            raise DpsInputError(
-                f"{self.path}: corrupt or unreadable Zarr chunk ({type(exc).__name__}: {exc})"
-            ) from exc
-
-
 def _lazy(array: zarr.Array, path: Path) -> da.Array:
     """A dask array over ``array``, one dask chunk per Zarr chunk, errors naming ``path``."""
     chunks = array.chunks if array.ndim else ()
@@ -282,51 +220,6 @@ def _ome_pixel_size(multiscale: Mapping[str, Any]) -> float | None:
 
 def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
-#: nanometres per OME-XML length unit (the UnitsLength symbols of the OME schema)
-OME_UNITS_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "mm": 1e6, "Å": 0.1, "pm": 1e-3, "m": 1e9}
-
-
-def _ome_tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size in nm from an OME-TIFF's first ``Pixels`` element: ``PhysicalSizeX`` in
-    ``PhysicalSizeXUnit`` (µm when the unit is not given, as the OME schema defaults)."""
-    if not tif.is_ome or not tif.ome_metadata:
-        return None
-    from xml.etree import ElementTree
-
-    try:
-        root = ElementTree.fromstring(tif.ome_metadata)
-    except ElementTree.ParseError:
-        return None
-    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
-    if pixels is None or pixels.get("PhysicalSizeX") is None:
-        return None
-    factor = OME_UNITS_NM.get(pixels.get("PhysicalSizeXUnit", "µm"))
-    size = float(pixels.get("PhysicalSizeX"))
-    return None if factor is None or size <= 0 else size * factor
-
-
-def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size in nm: an OME-TIFF's ``PhysicalSizeX``, else the ImageJ/TIFF resolution
-    tags, if present."""
-    ome = _ome_tiff_pixel_size(tif)
-    if ome is not None:
-        return ome
-    page = tif.pages.first
-    tag = page.tags.get("XResolution")
-    if tag is None:
-        return None
-    num, den = tag.value
-    if num == 0 or (num == 1 and den == 1):
-        return None
-    per_unit = num / den  # pixels per unit
-    unit = (tif.imagej_metadata or {}).get("unit", "")
-    to_nm = {"um": 1e3, "micron": 1e3, "µm": 1e3, "\\u00B5m": 1e3, "nm": 1.0}.get(unit)
-    if to_nm is None:
-        res_unit = page.tags.get("ResolutionUnit")
-        to_nm = {3: 1e7, 2: 2.54e7}.get(int(res_unit.value) if res_unit else 0)
-    return None if to_nm is None else float(to_nm / per_unit)
 
 
 def read_image(
@@ -389,108 +282,6 @@ def _read_image(
     raise DpsInputError(
         f"{path}: unsupported input; expected a .tif/.tiff file, a folder of TIFFs, or Zarr"
     )
-
-
-def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return tif.asarray(), _tiff_pixel_size(tif)
-    except Exception as exc:  # tifffile raises many kinds for a damaged file
-        raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
-
-
-class _ContiguousTiff:
-    """Read-only array view of the uncompressed, contiguous image data of a TIFF series: a
-    slice reads only the rows (and, within them, the columns) it needs with ``os.pread``, so
-    neither the whole file nor a memory map of it is ever held (a mapping's pages would count
-    in the process's memory)."""
-
-    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.path, self.offset = path, int(offset)
-        self.file_dtype = np.dtype(dtype)
-        self.shape, self.dtype, self.ndim = tuple(shape), dtype.newbyteorder("="), len(shape)
-        self.size = os.path.getsize(path)
-        end = self.offset + int(np.prod(self.shape)) * self.file_dtype.itemsize
-        if end > self.size:
-            raise DpsInputError(
-                f"{path}: unreadable TIFF (truncated: the image data end at byte {end}, the "
-                f"file has {self.size})"
-            )
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
-        if not all(isinstance(k, slice) for k in key):
-            raise IndexError(f"only slices are supported; got {key}")
-        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
-        if any(r.step != 1 and len(r) for r in ranges):  # read the span, take every step-th
-            span = tuple(slice(min(r[0], r[-1]), max(r[0], r[-1]) + 1) if len(r) else slice(0, 0)
-                         for r in ranges)  # fmt: skip
-            steps = tuple(slice(None, None, r.step if r.step > 0 else -r.step) for r in ranges)
-            out = self[span][steps]
-            flip = tuple(slice(None, None, -1 if r.step < 0 else 1) for r in ranges)
-            return out[flip]
-        ny, nx = self.shape[-2:]
-        rows, cols = ranges[-2], ranges[-1]
-        item = self.file_dtype.itemsize
-        out = np.empty(tuple(len(r) for r in ranges), dtype=self.dtype)
-        lead = [r for r in ranges[:-2]]
-        strides = [int(np.prod(self.shape[i + 1 : -2], dtype=np.int64)) for i in range(len(lead))]
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for index in np.ndindex(*(len(r) for r in lead)):
-                plane = sum(lead[i][j] * strides[i] for i, j in enumerate(index))
-                base = self.offset + plane * ny * nx * item
-                dest = out[index]
-                if len(cols) == nx and len(rows):  # whole rows: one read
-                    start = base + rows.start * nx * item
-                    dest[...] = self._read(fd, start, len(rows) * nx).reshape(len(rows), nx)
-                    continue
-                for i, r in enumerate(rows):
-                    dest[i] = self._read(fd, base + (r * nx + cols.start) * item, len(cols))
-        finally:
-            os.close(fd)
-        return out
-
-    def _read(self, fd: int, start: int, count: int) -> np.ndarray:
-        nbytes = count * self.file_dtype.itemsize
-        buf = os.pread(fd, nbytes, start)
-        if len(buf) != nbytes:
-            raise DpsInputError(f"{self.path}: unreadable TIFF (truncated at byte {start})")
-        return np.frombuffer(buf, dtype=self.file_dtype)
-
-
-def _open_tiff(path: Path, tile: int = 1024) -> tuple[da.Array, float | None]:
-    """A TIFF's first series as a dask array read tile by tile, and its pixel size (nm).
-
-    Uncompressed contiguous data (what ImageJ and tifffile write) are read by byte ranges
-    (:class:`_ContiguousTiff`); anything else (compressed, tiled, strips scattered in the
-    file) through tifffile's Zarr store, one dask chunk per TIFF strip or tile at least.
-    """
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            px = _tiff_pixel_size(tif)
-            shape, offset = tuple(series.shape), series.dataoffset
-            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-        if offset is not None and len(shape) >= 2:
-            source: Any = _ContiguousTiff(path, offset, shape, dtype)
-            chunks: Any = default_chunks(shape, tile)
-        else:
-            node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
-            if not isinstance(node, zarr.Array):  # a pyramid: the full resolution
-                node = node[sorted(node.array_keys())[0]]
-            source, chunks = _NamedChunks(node, path), node.chunks
-            if len(shape) >= 2:  # at least a tile, whole strips or tiles of the file
-                chunks = default_chunks(shape, tile)
-                chunks = tuple(-(-c // z) * z for c, z in zip(chunks, node.chunks, strict=True))
-    except DpsInputError:
-        raise
-    except Exception as exc:  # tifffile raises many kinds for a damaged file
-        raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
-    if len(shape) < 2:
-        return da.from_array(np.asarray(source[...]), chunks=-1), px
-    return da.from_array(source, chunks=chunks, asarray=True, fancy=False), px
 
 
 def check_dtype(arr: np.ndarray | da.Array, path: str | os.PathLike) -> None:
@@ -611,85 +402,6 @@ def as_image_stack(arr: np.ndarray | da.Array, path: str | os.PathLike) -> np.nd
 
 # --------------------------------------------------------------------------------------------
 # final outputs
-
-
-class _TiffRegion:
-    """Write-only array view of a TIFF's contiguous image data: ``__setitem__`` writes each
-    row of a block at its place with ``os.pwrite`` (the target of ``dask.array.store``)."""
-
-    def __init__(self, path: Path, offset: int, shape: tuple[int, ...]) -> None:
-        self.path, self.offset, self.shape = path, int(offset), tuple(shape)
-        self.dtype = np.dtype("<f4")
-
-    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
-        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
-        value = np.ascontiguousarray(np.broadcast_to(value, tuple(len(r) for r in ranges)),
-                                     dtype=self.dtype)  # fmt: skip
-        ny, nx = self.shape[-2:]
-        lead = ranges[:-2]
-        strides = [int(np.prod(self.shape[i + 1 : -2], dtype=np.int64)) for i in range(len(lead))]
-        rows, cols = ranges[-2], ranges[-1]
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            for index in np.ndindex(*(len(r) for r in lead)):
-                plane = sum(lead[i][j] * strides[i] for i, j in enumerate(index))
-                base = self.offset + plane * ny * nx * 4
-                block = value[index]
-                if len(cols) == nx:
-                    os.pwrite(fd, block.tobytes(), base + rows.start * nx * 4)
-                    continue
-                for i, r in enumerate(rows):
-                    os.pwrite(fd, block[i].tobytes(), base + (r * nx + cols.start) * 4)
-        finally:
-            os.close(fd)
-
-
-def write_tiff(
-    path: str | os.PathLike,
-    image: np.ndarray | da.Array,
-    pixel_size: float | None,
-    *,
-    time_interval: float | None = None,
-) -> Path:
-    """Write an ImageJ hyperstack TIFF (float32) with the pixel size in micrometres.
-
-    The leading axis of a stack ``(n, y, x)`` or ``(n, c, y, x)`` holds independent images
-    (fields of view): it is written as ImageJ *slices* (``Z``), each labelled ``field <i>``,
-    so that Fiji steps through them and never plays them as a movie. Only a real time series,
-    given with ``time_interval`` (seconds between frames), is written as *frames* (``T``).
-
-    A dask array is written tile by tile: tifffile writes the header of an (empty) file of the
-    full shape, then each computed tile's rows go to their place (:class:`_TiffRegion`), so the
-    image is never held whole.
-    """
-    if not isinstance(image, da.Array):
-        image = np.asarray(image, dtype=np.float32)
-    lead = "T" if time_interval else "Z"
-    axes = {2: "YX", 3: f"{lead}YX", 4: f"{lead}CYX"}.get(image.ndim)
-    if axes is None:
-        raise ValueError(f"cannot write a {image.ndim}-D array as ImageJ TIFF")
-    metadata: dict[str, Any] = {"axes": axes}
-    if image.ndim > 2 and not time_interval:
-        per_field = image.shape[1] if image.ndim == 4 else 1
-        metadata["Labels"] = [f"field {i}" for i in range(image.shape[0]) for _ in range(per_field)]
-    if time_interval:
-        metadata["finterval"] = float(time_interval)
-    kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata}
-    if pixel_size:
-        um = pixel_size / 1e3
-        kwargs["resolution"] = (1.0 / um, 1.0 / um)
-        metadata["unit"] = "um"
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        if isinstance(image, da.Array):
-            shape = tuple(int(n) for n in image.shape)
-            offset, _ = tifffile.imwrite(
-                tmp, shape=shape, dtype="<f4", byteorder="<", returnoffset=True, **kwargs
-            )
-            da.store(image.astype(np.float32), _TiffRegion(tmp, offset, shape), lock=False)
-        else:
-            tifffile.imwrite(tmp, image, **kwargs)
-    return path
 
 
 #: the NGFF version ome-zarr 0.18 writes on Zarr v3 (for the collection attributes here)
