@@ -12,7 +12,14 @@ from typing import Any
 
 from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet, backbone_presets
-from dps_stages.nets.spec import SSIM_TERM, TARGET, LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.spec import (
+    SSIM_TERM,
+    TARGET,
+    LossTerm,
+    NetworkSpec,
+    TrainContext,
+    TrainDefaults,
+)
 
 __all__ = ["SPEC", "ArtifactNet"]
 
@@ -66,4 +73,6 @@ SPEC = NetworkSpec(
     ),
     inputs=frozenset({"denoise_model", "sim_model", "sim_options", "vgg16_weights"}),
     settings=(TARGET,),
+    # the perceptual loss converges slower than the others (the default run's budget)
+    defaults=TrainDefaults(steps=450),
 )

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from dps_stages.nets.blocks import LocalNet, Window
-from dps_stages.nets.spec import LossTerm, NetworkSpec, Setting, TrainContext
+from dps_stages.nets.spec import LossTerm, NetworkSpec, Setting, TrainContext, TrainDefaults
 
 __all__ = ["DEFAULT_ARCH", "PAPER_ARCH", "SPEC", "PSFNet", "encoder_channels"]
 
@@ -212,4 +212,5 @@ SPEC = NetworkSpec(
     ),  # fmt: skip
     adapt_arch=_adapt_arch,
     cli_flags=_cli_flags,
+    defaults=TrainDefaults(steps=600, batch=16),  # 600 x 16 generated examples (above)
 )
