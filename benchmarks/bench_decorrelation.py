@@ -26,17 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import cpu_model  # noqa: E402
 from dps_stages.metrics import decorrelation  # noqa: E402
+from dps_stages.paper import REFERENCE_KC  # noqa: E402  (the authors' kc, shared/data/README.md)
 
 DATA = ROOT.parent / "shared" / "data"
-
-#: kc of the authors' code on each reference image (shared/data/README.md).
-REFERENCE_KC = {
-    "decorrelation/bandlimited_kc0.3.tif": 0.3061,
-    "decorrelation/bandlimited_kc0.5.tif": 0.5102,
-    "decorrelation/bandlimited_kc0.8.tif": 0.8163,
-    "decorrelation/imdecorr_test_image.tif": 0.2845,
-    "vdl-sim-microtubules/reference/TIRF_SIM_640_1.tif": 0.5274,
-}
 
 #: Octave timings of the authors' code on a 2-core machine (shared/data/README.md).
 AUTHORS_SECONDS = {512: 2.0, 2048: 47.0}

@@ -22,17 +22,11 @@ from dps_stages.metrics import (
 )
 from dps_stages.metrics.decorrelation_analysis import prepare
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 # kc of the authors' MATLAB code (ImDecorr getDcorr, r = linspace(0, 1, 50), Ng = 10, after
-# apodImRect(image, 20)), from shared/data/README.md.
-REFERENCE_KC = {
-    "decorrelation/bandlimited_kc0.3.tif": 0.3061,
-    "decorrelation/bandlimited_kc0.5.tif": 0.5102,
-    "decorrelation/bandlimited_kc0.8.tif": 0.8163,
-    "decorrelation/imdecorr_test_image.tif": 0.2845,
-    "vdl-sim-microtubules/reference/TIRF_SIM_640_1.tif": 0.5274,
-}
+# apodImRect(image, 20)), from shared/data/README.md; kept once, beside the paper page's claims
+from dps_stages.paper import REFERENCE_KC
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def bandlimited_noise(shape: tuple[int, int], kc0: float, seed: int) -> np.ndarray:
