@@ -197,20 +197,15 @@ def run_tables(results: Path) -> None:
 
 def oidn_psf(results: Path) -> None:
     """OIDN's learned PSF against the theoretical srPSF it started from (2x grid)."""
-    import tifffile
-
-    from dps_stages.optics import fwhm, sr_psf
+    from dps_stages.optics import fwhm
+    from dps_stages.paper import oidn_learned_psf
 
     folder = results / "models" / "oidn"
     if not (folder / "psf.tif").exists():
         return
-    learned = tifffile.imread(folder / "psf.tif").astype(np.float64)
-    p = json.loads((folder / "record.json").read_text())["psf_init"]
-    theory = sr_psf(learned.shape[0], p["wavelength"], p["na"], p["pixel_size"],
-                    p["modulation_factor"]).astype(np.float64)  # fmt: skip
-    theory /= theory.sum()
+    learned, theory, pixel = oidn_learned_psf(folder)
     c = learned.shape[0] // 2
-    f_l, f_t = fwhm(learned[c]) * p["pixel_size"], fwhm(theory[c]) * p["pixel_size"]
+    f_l, f_t = fwhm(learned[c]) * pixel, fwhm(theory[c]) * pixel
     diff = np.abs(learned - theory).sum()
     print("\n### OIDN's learned PSF against the theoretical srPSF\n")
     print("| PSF | FWHM (nm) | peak | sum |")

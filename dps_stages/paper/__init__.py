@@ -34,6 +34,7 @@ from dps_stages.paper.claims import (
     dps_rows,
     fig3a_figure,
     line_profiles,
+    oidn_learned_psf,
     oidn_rows,
     psfid_rows,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "PSFID_PSNR",
     "REAL_STAGES",
     "REFERENCE_KC",
+    "oidn_learned_psf",
     "VDL",
     "VDL_LEVELS",
     "VDL_PUBLISHED",

@@ -235,6 +235,20 @@ def dps_rows(inp: Inputs) -> list[Row]:
 OIDN = "OIDN (Jin et al. 2024)"
 
 
+def oidn_learned_psf(folder: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """OIDN's learned PSF (``folder/psf.tif``), the unit-sum srPSF it started from (the
+    ``psf_init`` of ``folder/record.json``) on the same grid, and that grid's pixel (nm)."""
+    import tifffile
+
+    from dps_stages.optics import sr_psf
+
+    learned = tifffile.imread(folder / "psf.tif").astype(np.float64)
+    p = json.loads((folder / "record.json").read_text())["psf_init"]
+    theory = sr_psf(learned.shape[0], p["wavelength"], p["na"], p["pixel_size"],
+                    p["modulation_factor"]).astype(np.float64)  # fmt: skip
+    return learned, theory / theory.sum(), float(p["pixel_size"])
+
+
 def oidn_rows(inp: Inputs) -> list[Row]:
     claim = "OIDN scores above Wiener SIM and a plain SIM network"
     claimed = "OIDN > Wiener, > plain network (PSNR/SSIM)"
@@ -283,18 +297,11 @@ def oidn_rows(inp: Inputs) -> list[Row]:
         ]
 
     def psf() -> list[Row]:
-        import tifffile
+        from dps_stages.optics import fwhm
 
-        from dps_stages.optics import fwhm, sr_psf
-
-        folder = inp.results / "models" / "oidn"
-        learned = tifffile.imread(folder / "psf.tif").astype(np.float64)
-        p = json.loads((folder / "record.json").read_text())["psf_init"]
-        theory = sr_psf(learned.shape[0], p["wavelength"], p["na"], p["pixel_size"],
-                        p["modulation_factor"]).astype(np.float64)  # fmt: skip
-        theory /= theory.sum()
+        learned, theory, pixel = oidn_learned_psf(inp.results / "models" / "oidn")
         c = learned.shape[0] // 2
-        fl, ft = fwhm(learned[c], p["pixel_size"]), fwhm(theory[c], p["pixel_size"])
+        fl, ft = fwhm(learned[c], pixel), fwhm(theory[c], pixel)
         physical = learned.min() >= 0 and abs(learned.sum() - 1) < 1e-3
         ok = physical and abs(fl / ft - 1) <= 0.25
         return [Row(OIDN, "the learned PSF stays physical and near the theoretical one",
