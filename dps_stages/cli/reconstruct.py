@@ -51,6 +51,7 @@ def add_wiener_options(p) -> None:
 
 def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     """Wiener 2D-SIM reconstruction with pattern parameters estimated from the frames."""
+    import dask
     import dask.array as da
 
     from dps_stages import io
@@ -96,7 +97,9 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
             "optics": optics.to_dict(),
         }
     )
-    with _progress():
+    # One tile at a time: a SIM tile holds about a dozen complex arrays on the 2x grid, and
+    # its FFTs already use every core (workers=-1), so parallel tiles only add memory.
+    with _progress(), dask.config.set(scheduler="synchronous"):
         _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args, t0),
                    tile=args.tile)  # fmt: skip
 

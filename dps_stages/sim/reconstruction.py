@@ -506,7 +506,7 @@ def shift_origin(params: SIMParameters, dy: float, dx: float) -> SIMParameters:
 
 def _chunks_along(n: int, tile: int, halo: int) -> tuple[int, ...]:
     """Tiles of ``tile`` along an axis of length ``n``, a last one shorter than the halo merged
-    into its neighbour (dask's overlap takes a halo from the neighbouring chunk only)."""
+    into its neighbour (so that every tile's halo lies within its neighbours)."""
     sizes = [tile] * (n // tile) + ([n % tile] if n % tile else [])
     if len(sizes) > 1 and sizes[-1] < halo:
         last = sizes.pop()
@@ -596,27 +596,37 @@ def reconstruct_tiled(
     # (3) tiles with halos on the 2x grid
     halo = sim_halo(optics, edge) if halo is None else int(halo)
     tile = max(tile, halo)
-    x = x.rechunk((9, _chunks_along(ny, tile, halo), _chunks_along(nx, tile, halo)))
+    cy_, cx_ = _chunks_along(ny, tile, halo), _chunks_along(nx, tile, halo)
     hy, hx = min(halo, ny), min(halo, nx)
-    ext = da.overlap.overlap(x, depth={0: 0, 1: hy, 2: hx}, boundary="none")
-    starts_y = np.cumsum((0,) + x.chunks[1])
-    starts_x = np.cumsum((0,) + x.chunks[2])
-    nby, nbx = len(x.chunks[1]), len(x.chunks[2])
+    starts_y = np.cumsum((0,) + cy_)
+    starts_x = np.cumsum((0,) + cx_)
+    nby, nbx = len(cy_), len(cx_)
     w = float(wiener)
 
-    def fn(block: np.ndarray, block_info=None) -> np.ndarray:
-        iy, ix = block_info[0]["chunk-location"][1:]
+    def one_tile(iy: int, ix: int) -> np.ndarray:
+        # Each tile reads its own extended region from the lazy source: dask's overlap would
+        # keep whole neighbouring input blocks alive until every tile using them has run.
         oy = int(starts_y[iy]) - (hy if iy > 0 else 0)
         ox = int(starts_x[ix]) - (hx if ix > 0 else 0)
+        ey = int(starts_y[iy + 1]) + (hy if iy < nby - 1 else 0)
+        ex = int(starts_x[ix + 1]) + (hx if ix < nbx - 1 else 0)
+        block = np.asarray(x[:, oy:ey, ox:ex].compute(scheduler="synchronous"))
         out, _ = reconstruct(block, optics, params=shift_origin(params, oy, ox), wiener=w,
                              background_percentile=None, normalise_intensity=False,
                              **common)  # fmt: skip
-        top = 2 * hy if iy > 0 else 0
-        left = 2 * hx if ix > 0 else 0
-        bottom = out.shape[0] - (2 * hy if iy < nby - 1 else 0)
-        right = out.shape[1] - (2 * hx if ix < nbx - 1 else 0)
-        return out[None, top:bottom, left:right]
+        del block
+        top = 2 * (int(starts_y[iy]) - oy)
+        left = 2 * (int(starts_x[ix]) - ox)
+        return out[top : top + 2 * cy_[iy], left : left + 2 * cx_[ix]]
 
-    chunks = ((1,), tuple(2 * c for c in x.chunks[1]), tuple(2 * c for c in x.chunks[2]))
-    image = ext.map_blocks(fn, chunks=chunks, dtype=np.float32)[0]
+    from dask import delayed
+
+    rows = [
+        [
+            da.from_delayed(delayed(one_tile)(iy, ix), (2 * cy_[iy], 2 * cx_[ix]), np.float32)
+            for ix in range(nbx)
+        ]
+        for iy in range(nby)
+    ]
+    image = da.block(rows)
     return image, params, w
