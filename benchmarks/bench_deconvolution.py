@@ -40,12 +40,12 @@ from skimage.restoration import richardson_lucy as sk_richardson_lucy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine  # noqa: E402
-from dps_stages import deconvolution  # noqa: E402
 from dps_stages.deconvolution import (  # noqa: E402
     richardson_lucy,
     sparse_hessian,
     sparse_hessian_denoise,
 )
+from dps_stages.deconvolution import rl as rl_module  # noqa: E402
 from dps_stages.metrics import compare  # noqa: E402
 from dps_stages.noise import acquisition_chain  # noqa: E402
 from dps_stages.optics import Optics, airy_psf, fwhm, psf_size_for  # noqa: E402
@@ -104,9 +104,9 @@ def section_rl(n: int, rounds: int) -> None:
     for _ in range(rounds):  # interleaved: all see the same machine load
         t, ours = timed(lambda: richardson_lucy(image, PSF, iterations=30))
         t_ours.append(t)
-        deconvolution._WORKERS = 1  # scipy.fft on one thread, as skimage's convolve
+        rl_module._WORKERS = 1  # scipy.fft on one thread, as skimage's convolve
         t_one.append(timed(lambda: richardson_lucy(image, PSF, iterations=30))[0])
-        deconvolution._WORKERS = -1
+        rl_module._WORKERS = -1
         t, ref = timed(lambda: sk_richardson_lucy(image, PSF, num_iter=30, clip=False))
         t_sk.append(t)
     t_pad, padded = timed(lambda: richardson_lucy(image, PSF, iterations=30, pad=PSF_SIZE))

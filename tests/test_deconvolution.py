@@ -9,13 +9,12 @@ from scipy import ndimage
 from skimage.restoration import richardson_lucy as sk_richardson_lucy
 
 from dps_stages.deconvolution import (
-    _apply,
-    _neumann_eigenvalues,
     hessian_weights,
     richardson_lucy,
     sparse_hessian,
     sparse_hessian_denoise,
 )
+from dps_stages.deconvolution.sparse import _apply, _neumann_eigenvalues
 from dps_stages.metrics import compare
 from dps_stages.optics import airy_psf, fwhm
 

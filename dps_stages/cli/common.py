@@ -88,6 +88,16 @@ def _option(p, *flags: str, key: str, **kw: Any) -> argparse.Action:
     return action
 
 
+def _add_stage_name(p: argparse.ArgumentParser) -> None:
+    """``--stage``: the name a stage command records in its output's attributes."""
+    p.add_argument("--stage", help="name recorded in the output's attributes")
+
+
+def _add_file_pixel_size(p: argparse.ArgumentParser) -> None:
+    """``--pixel-size`` of a command outside the optics group: the input file's by default."""
+    p.add_argument("--pixel-size", type=_positive, help="nm; default: from the file")
+
+
 # --------------------------------------------------------------------------------------------
 # optics and the PSF
 

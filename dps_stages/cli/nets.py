@@ -320,10 +320,12 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
             help="rolling-ball radius (pixels) before SIM and before Res-U-DBPN")  # fmt: skip
 
 
-def _add_precision(p: argparse.ArgumentParser) -> None:
+def _add_inference_tiling(p: argparse.ArgumentParser) -> None:
+    """How a network runs over an image: tile edge, tiles per forward pass, precision."""
     from dps_stages.cli.common import _count, _option
     from dps_stages.inference import PRECISIONS
 
+    _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
     _option(p, "--batch", key="networks.batch", type=_count,
             help="tiles per forward pass (tiles of one row, of equal shape)")  # fmt: skip
     _option(p, "--precision", key="networks.precision", choices=PRECISIONS,
@@ -358,7 +360,13 @@ def cmd_export_model(args: argparse.Namespace) -> None:
 
 
 def add_parsers(sub) -> None:
-    from dps_stages.cli.common import _add_optics, _count, _option, _positive
+    from dps_stages.cli.common import (
+        _add_file_pixel_size,
+        _add_optics,
+        _add_stage_name,
+        _count,
+        _positive,
+    )
 
     _add_train_parser(sub, _add_optics)
 
@@ -397,10 +405,9 @@ def add_parsers(sub) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
     p.add_argument("--model", type=Path, required=True, help="model folder (dps train)")
-    _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
-    _add_precision(p)
-    p.add_argument("--pixel-size", type=_positive, help="nm; default: from the file")
-    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_inference_tiling(p)
+    _add_file_pixel_size(p)
+    _add_stage_name(p)
     _add_device(p)
     p.set_defaults(func=cmd_infer)
 
@@ -414,8 +421,7 @@ def add_parsers(sub) -> None:
         default=Path("results/models"),
         help="folder with denoise/, sim/, artifact/, resudbpn/ (dps train)",
     )
-    _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
-    _add_precision(p)
+    _add_inference_tiling(p)
     _add_sim_options(p)
     _add_device(p)
     _add_optics(p)

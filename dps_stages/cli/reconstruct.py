@@ -16,6 +16,7 @@ import numpy as np
 from dps_stages import settings
 from dps_stages.cli.common import (
     _add_optics,
+    _add_stage_name,
     _count,
     _non_negative,
     _optics,
@@ -142,7 +143,7 @@ def add_parsers(sub) -> None:
                    "--otf-decay is auto; default: fitted to the input frames")  # fmt: skip
     _option(p, "--tile", key="tile", type=_count,
             help="tile side (camera pixels), each reconstructed with a halo")  # fmt: skip
-    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_stage_name(p)
     _add_optics(p)
     p.set_defaults(func=cmd_sim_reconstruct)
 
@@ -164,6 +165,6 @@ def add_parsers(sub) -> None:
             help="sparse: L1 weight")  # fmt: skip
     _option(p, "--tile", key="tile", type=_count,
             help="tile side (pixels), each deconvolved with a halo sized from the PSF")  # fmt: skip
-    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_stage_name(p)
     _add_optics(p)
     p.set_defaults(func=cmd_deconvolve)

@@ -15,7 +15,9 @@ import numpy as np
 
 from dps_stages.cli.checks import check_radius
 from dps_stages.cli.common import (
+    _add_file_pixel_size,
     _add_optics,
+    _add_stage_name,
     _count,
     _floats,
     _names,
@@ -407,12 +409,12 @@ def add_parsers(sub) -> None:
     p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
     _option(p, "--radius", key="background.radius", type=_positive, help="ball radius, pixels")
     _option(p, "--tile", key="tile", type=_count)
-    p.add_argument("--stage", help="name recorded in the output's attributes")
+    _add_stage_name(p)
     p.set_defaults(func=cmd_background)
 
     p = sub.add_parser("decorrelation", help="image resolution by decorrelation analysis")
     p.add_argument("image", type=Path)
-    p.add_argument("--pixel-size", type=_positive, help="nm; default: from the file")
+    _add_file_pixel_size(p)
     _add_decorrelation(p)
     p.set_defaults(func=cmd_decorrelation)
 

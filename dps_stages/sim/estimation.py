@@ -381,17 +381,9 @@ def estimate_parameters(
     frames: np.ndarray,
     optics: Optics,
     *,
-    k_guess: np.ndarray | Sequence[Sequence[float]] | None = None,
-    k_range: tuple[float, float] = (0.5, 1.0),
-    search_radius: float = 3.0,
-    min_peak: float = 8.0,
-    equal_steps: bool = False,
-    dc_exclude: float = 0.1,
-    apodisation_width: float = 0.125,
-    otf_decay: float = 1.0,
-    pixel_otf: bool = True,
     background_percentile: float | None = 0.5,
     normalise_intensity: bool = True,
+    **kw: Any,
 ) -> SIMParameters:
     """Estimate the illumination pattern (wave vectors, phases, modulation) from raw frames.
 
@@ -405,27 +397,12 @@ def estimate_parameters(
         ``(9, y, x)`` raw frames, angle-major (camera offset included or not).
     optics
         Wavelength, NA and camera pixel size (they set the OTF cutoff in cycles per pixel).
-    k_guess
-        Optional ``(3, 2)`` approximate wave vectors (cycles per pixel, either sign): the peak
-        is then searched within ``search_radius`` spectrum pixels of ``+-k_guess``.
-    k_range
-        Annulus of the blind search, fractions of the OTF cutoff.
-    search_radius
-        Radius (spectrum pixels) of the local searches.
-    min_peak
-        Ring-normalised peak height below which an angle's own peak is not trusted and is
-        looked for near the strongest angle's wave vector rotated by +-60 degrees.
-    equal_steps
-        Assume phase steps of exactly ``2 pi / 3`` and estimate one offset per angle (less
-        noise) instead of each frame's phase.
-    dc_exclude
-        Radius (fraction of ``f_c``) around each band's origin left out of the overlap.
-    apodisation_width
-        Width of the cosine edge window, fraction of each side.
-    otf_decay, pixel_otf
-        OTF model (see :func:`otf_values`).
     background_percentile, normalise_intensity
         See :func:`preprocess` (None and False: frames already through it, used as given).
+    **kw
+        The settings of the search (:func:`estimate_from_spectra`, where they are defined
+        and their defaults kept): ``k_guess``, ``k_range``, ``search_radius``, ``min_peak``,
+        ``equal_steps``, ``dc_exclude``, ``apodisation_width``, ``otf_decay``, ``pixel_otf``.
 
     Returns
     -------
@@ -436,11 +413,7 @@ def estimate_parameters(
     )
     xp, _ = periodic_smooth_decomposition(x)
     spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
-    return estimate_from_spectra(
-        x, spec, optics, k_guess=k_guess, k_range=k_range, search_radius=search_radius,
-        min_peak=min_peak, equal_steps=equal_steps, dc_exclude=dc_exclude,
-        apodisation_width=apodisation_width, otf_decay=otf_decay, pixel_otf=pixel_otf,
-    )  # fmt: skip
+    return estimate_from_spectra(x, spec, optics, **kw)
 
 
 def estimate_from_spectra(
@@ -460,7 +433,34 @@ def estimate_from_spectra(
 ) -> SIMParameters:
     """:func:`estimate_parameters` on preprocessed frames ``x`` (9, y, x) and the spectra
     ``spec`` (9, y, x) of their periodic components (:func:`periodic_smooth_decomposition`),
-    which :func:`dps_stages.sim.reconstruct` computes once and shares with the bands."""
+    which :func:`dps_stages.sim.reconstruct` computes once and shares with the bands.
+
+    Parameters
+    ----------
+    k_guess
+        Optional ``(3, 2)`` approximate wave vectors (cycles per pixel, either sign): the peak
+        is then searched within ``search_radius`` spectrum pixels of ``+-k_guess``.
+    k_range
+        Annulus of the blind search, fractions of the OTF cutoff.
+    search_radius
+        Radius (spectrum pixels) of the local searches.
+    min_peak
+        Ring-normalised peak height below which an angle's own peak is not trusted and is
+        looked for near the strongest angle's wave vector rotated by +-60 degrees.
+    equal_steps
+        Assume phase steps of exactly ``2 pi / 3`` and estimate one offset per angle (less
+        noise) instead of each frame's phase.
+    dc_exclude
+        Radius (fraction of ``f_c``) around each band's origin left out of the overlap.
+    apodisation_width
+        Width of the cosine edge window, fraction of each side.
+    otf_decay, pixel_otf
+        OTF model (see :func:`otf_values`).
+
+    Returns
+    -------
+    SIMParameters
+    """
     _, ny, nx = x.shape
     cutoff = float(optics.cutoff_per_pixel)
     win = (
