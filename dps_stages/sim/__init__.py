@@ -8,13 +8,14 @@ shifts and combines the bands by the generalised Wiener filter on the 2x grid. T
 conventions: ``docs/sim.md``.
 """
 
-from .estimation import SIMParameters, estimate_parameters
+from .estimation import SIMParameters, estimate_parameters, estimate_parameters_pooled
 from .otf import otf_values, periodic_smooth_decomposition, preprocess
 from .reconstruction import fourier_upsample, reconstruct, reconstruct_stack
 
 __all__ = [
     "SIMParameters",
     "estimate_parameters",
+    "estimate_parameters_pooled",
     "fourier_upsample",
     "otf_values",
     "periodic_smooth_decomposition",
