@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..optics import Optics
-from ..sim import SIMParameters, estimate_parameters
+from ..sim import SIMParameters, estimate_parameters_pooled
 from ._util import MIN_SIZE, as_stack
 from .camera import CameraCalibration, calibrate_camera
 from .haze import HazeCalibration, calibrate_haze
@@ -32,7 +32,14 @@ __all__ = [
 
 @dataclass
 class Calibration:
-    """Everything :func:`calibrate` estimates from a dataset's raw frames."""
+    """Everything :func:`calibrate` estimates from a dataset's raw frames.
+
+    ``pattern_sigma``: the pattern's 1-sigma noise from the estimator itself
+    (:func:`dps_stages.sim.estimate_parameters_pooled`): ``k_sigma`` ``(n, 3, 2)`` cycles per
+    pixel, ``phase_sigma`` ``(n, 3, 3)`` rad (each frame's own noise and that of ``k``),
+    ``pooled`` (per angle: one ``k`` for all fields). Noise only: systematic errors (an
+    aberrated pupil's OTF phase) are not in it.
+    """
 
     optics: Optics
     camera: CameraCalibration
@@ -40,6 +47,7 @@ class Calibration:
     otf: OTFCalibration
     haze: HazeCalibration
     seconds: float
+    pattern_sigma: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (figure-only arrays left out)."""
@@ -52,6 +60,9 @@ class Calibration:
             "optics": self.optics.to_dict(),
             "camera": strip(self.camera, ("points",)),
             "pattern": [p.to_dict() for p in self.pattern],
+            "pattern_sigma": {
+                k: np.asarray(v).tolist() for k, v in (self.pattern_sigma or {}).items()
+            },
             "otf": strip(self.otf, ("ratio", "radial")),
             "haze": strip(self.haze, ("map",)),
             "sim_settings": calibrated_sim_settings(self, self.optics),
@@ -62,12 +73,14 @@ class Calibration:
 def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
     """Camera, pattern, OTF and haze of a dataset from its raw frames (module docstring).
 
-    ``frames``: ``(9, y, x)`` or ``(n, 9, y, x)`` raw 2D-SIM frames in ADU, angle-major.
+    ``frames``: ``(9, y, x)`` or ``(n, 9, y, x)`` raw 2D-SIM frames in ADU, angle-major. The
+    ``n`` fields are taken as one session: their wave vectors are pooled where they agree
+    (:func:`dps_stages.sim.estimate_parameters_pooled`).
     """
     t0 = time.perf_counter()
     arr = as_stack(frames)
     camera = calibrate_camera(arr, optics, seed=seed)
-    params = [estimate_parameters(a, optics) for a in arr]
+    params, info = estimate_parameters_pooled(arr, optics, full_output=True)
     b = camera.offset if np.isfinite(camera.offset) else None
     otf = calibrate_otf(arr, optics, params, offset=b)
     haze = calibrate_haze(arr, optics, params, otf, offset=b)
@@ -78,6 +91,7 @@ def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
         otf=otf,
         haze=haze,
         seconds=time.perf_counter() - t0,
+        pattern_sigma=info,
     )
 
 
@@ -119,7 +133,8 @@ def resolve_sim_settings(
 
     ``auto``: ``sim_settings.otf_decay`` of a calibration JSON (:func:`write_calibration`)
     when one is given, else the attenuation fitted to ``frames`` themselves (the camera
-    offset, the pattern and :func:`calibrate_otf`, as in :func:`calibrate`; no haze). Frames
+    offset, the pattern pooled over the fields and :func:`calibrate_otf`, as in
+    :func:`calibrate`; no haze). Frames
     under ``MIN_SIZE`` pixels cannot be calibrated: the ideal OTF (1), as for any
     undetermined attenuation.
     """
@@ -137,7 +152,7 @@ def resolve_sim_settings(
     arr = as_stack(frames)
     try:
         camera = calibrate_camera(arr, optics)
-        params = [estimate_parameters(a, optics) for a in arr]
+        params = estimate_parameters_pooled(arr, optics)
         offset = camera.offset if np.isfinite(camera.offset) else None
         otf = calibrate_otf(arr, optics, params, offset=offset)
     except ValueError as exc:  # e.g. pixels too coarse for a noise band beyond the cutoff

@@ -8,7 +8,7 @@ shifts and combines the bands by the generalised Wiener filter on the 2x grid, o
 function of :mod:`.wiener`. Theory and conventions: ``docs/sim.md``.
 """
 
-from .estimation import SIMParameters, estimate_parameters
+from .estimation import SIMParameters, estimate_parameters, estimate_parameters_pooled
 from .otf import otf_values, periodic_smooth_decomposition, preprocess
 from .reconstruction import reconstruct, reconstruct_stack
 from .wiener import fourier_upsample
@@ -16,6 +16,7 @@ from .wiener import fourier_upsample
 __all__ = [
     "SIMParameters",
     "estimate_parameters",
+    "estimate_parameters_pooled",
     "fourier_upsample",
     "otf_values",
     "periodic_smooth_decomposition",

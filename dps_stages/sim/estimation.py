@@ -211,18 +211,49 @@ def _refine_k(
     finished by a parabolic fit; ``s_0`` is then updated and the search repeated, which
     removes the small bias of filters taken at a wrong ``s_0``.
     """
-    ny, nx = c0.shape
+    return _refine_k_pooled([est], [c0], [cp], k0, iterations)
+
+
+def _refine_k_pooled(
+    ests: Sequence[_Estimation],
+    c0s: Sequence[np.ndarray],
+    cps: Sequence[np.ndarray],
+    k0: np.ndarray,
+    iterations: int = 2,
+) -> np.ndarray:
+    """:func:`_refine_k` of one wave vector shared by several fields (one acquisition).
+
+    With one field the criterion is ``|rho(s)|`` (:func:`_refine_k`). With fields ``i`` that
+    share ``k`` but not the object, phase or brightness, each overlap ``rho_i(s) = A_i
+    u_i(s)`` has its own unknown complex amplitude ``A_i`` and, for white noise in ``C_+1``
+    of power ``N_i`` per coefficient, a noise variance ``var_i ~ N_i sum_r |a_i(r)|^2``.
+    Maximising the likelihood over the ``A_i`` (matched filter with an unknown amplitude per
+    field: Kay, *Fundamentals of Statistical Signal Processing* II, Sec. 7.6) leaves
+    ``L(s) = sum_i |rho_i(s)|^2 / var_i``, whose maximum is searched as in :func:`_refine_k`
+    (``sqrt(L)``, the combined significance, on the local grids and in the parabolic fit).
+    """
+    ny, nx = c0s[0].shape
     centre = np.asarray(k0, dtype=np.float64)
+    single = len(ests) == 1
     for it in range(iterations):
-        a, b, _ = _overlap_pair(est, c0, cp, centre, mask=False)
-        p = (np.conj(a) * b).astype(np.complex64)
+        ps, weights = [], []
+        for est, c0, cp in zip(ests, c0s, cps, strict=True):
+            a, b, _ = _overlap_pair(est, c0, cp, centre, mask=False)
+            ps.append((np.conj(a) * b).astype(np.complex64))
+            if not single:
+                noise = est.noise_power(cp) or float(np.mean(np.abs(cp) ** 2))
+                weights.append(1.0 / max(noise * float(np.vdot(a, a).real), 1e-300))
         # (step, half-width in steps) of the successive grids, in spectrum pixels
         span = ((0.2, 6), (0.04, 5), (0.008, 5)) if it == 0 else ((0.01, 5), (0.002, 5))
         for step, half in span:
             off = np.arange(-half, half + 1) * step
             sy = centre[0] + off / ny
             sx = centre[1] + off / nx
-            r = np.abs(_dft_grid(p, sy, sx))
+            if single:
+                r = np.abs(_dft_grid(ps[0], sy, sx))
+            else:
+                terms = zip(weights, ps, strict=True)
+                r = np.sqrt(sum(w * np.abs(_dft_grid(p, sy, sx)) ** 2 for w, p in terms))
             iy, ix = np.unravel_index(int(np.argmax(r)), r.shape)
             iy = int(np.clip(iy, 1, r.shape[0] - 2))
             ix = int(np.clip(ix, 1, r.shape[1] - 2))
@@ -461,13 +492,268 @@ def estimate_from_spectra(
     -------
     SIMParameters
     """
+    est = _estimation(x, spec, optics, apodisation_width, otf_decay, pixel_otf, dc_exclude)
+    guess = None if k_guess is None else np.asarray(k_guess, dtype=np.float64).reshape(3, 2)
+    ks = _coarse_k(_score_maps(est, x, guess, k_range), guess, min_peak, search_radius)
+    return _finish([est], ks, equal_steps)[0]
+
+
+def estimate_parameters_pooled(
+    frames: np.ndarray,
+    optics: Optics,
+    *,
+    background_percentile: float | None = 0.5,
+    normalise_intensity: bool = True,
+    full_output: bool = False,
+    **kw: Any,
+) -> list[SIMParameters] | tuple[list[SIMParameters], dict[str, np.ndarray]]:
+    """Illumination patterns of several fields of one acquisition session, ``k`` pooled.
+
+    The wave vectors of a 2D-SIM microscope are fixed by its hardware (grating or SLM
+    period and orientation, the objective's magnification), so the fields of one session
+    share ``k_a``; their phases and modulation may differ (a phase reference per
+    acquisition, the object's depth). The ring-normalised coarse score maps (step 2 of
+    ``docs/sim.md``) are averaged over the fields and their peak refined in each field
+    (``k_i``, uncertainty ``sigma_i``: :func:`_k_sigma` times ``_K_SIGMA_FACTOR``, the
+    white-noise sigma being 2-5 times smaller than the errors seen on simulations). Then,
+    per angle, one ``k`` is fitted to all fields: the sub-pixel
+    search maximises ``L(s) = sum_i |rho_i(s)|^2 / var_i`` (:func:`_refine_k_pooled`), the
+    likelihood of one ``k`` with an unknown overlap amplitude per field, each field's side
+    band separated with its own measured phases. The fields are taken to share ``k`` only if
+    they agree within their noise, ``chi^2 = sum_i |k_i - k|^2 / sigma_i^2`` below the 99.9 %
+    quantile of ``chi^2`` with ``2 (n - 1)`` degrees of freedom (fields of different
+    sessions, or a pattern that drifts between fields, keep their own ``k_i``). Phases,
+    modulation and significance are then each field's own at the common ``k``
+    (:func:`_angle_parameters`, refined once more on the bands separated with the measured
+    phases, as in :func:`estimate_parameters`). Pooling ``n`` fields of similar signal
+    divides the variance of ``k`` by about ``n``; since phases refer to pixel ``(0, 0)``, an
+    error ``dk`` moves them by ``2 pi dk . r_c`` (``r_c`` the image centre), which pooling
+    reduces too.
+
+    ``frames``: ``(n, 9, y, x)`` (or ``(9, y, x)``, ``n = 1``); the keywords are those of
+    :func:`estimate_parameters`, whose result each field gets when not pooled (always for
+    ``n = 1``). Returns one :class:`SIMParameters` per field; with ``full_output`` also a
+    dict of ``k_sigma`` ``(n, 3, 2)`` (cycles per pixel, 1 sigma), ``phase_sigma`` ``(n, 3,
+    3)`` (rad: each frame's own noise, :func:`_phase_sigma`, and that of ``k`` through ``2 pi
+    sigma_k . r_c``), ``pooled`` ``(3,)`` and ``chi2`` ``(3,)``.
+    """
+    arr = np.asarray(frames)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[1] != 9:
+        raise ValueError(f"frames must be (9, y, x) or (n, 9, y, x); got {arr.shape}")
+    opts = _search_settings(kw)
+    k_guess, k_range, search_radius = opts["k_guess"], opts["k_range"], opts["search_radius"]
+    min_peak, equal_steps, dc_exclude = opts["min_peak"], opts["equal_steps"], opts["dc_exclude"]
+    apodisation_width = opts["apodisation_width"]
+    otf_decay, pixel_otf = opts["otf_decay"], opts["pixel_otf"]
+    guess = None if k_guess is None else np.asarray(k_guess, dtype=np.float64).reshape(3, 2)
+    ests, params, maps = [], [], []
+    for acq in arr:
+        x = preprocess(
+            acq,
+            background_percentile=background_percentile,
+            normalise_intensity=normalise_intensity,
+        )
+        xp, _ = periodic_smooth_decomposition(x)
+        spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
+        est = _estimation(x, spec, optics, apodisation_width, otf_decay, pixel_otf, dc_exclude)
+        maps.append(_score_maps(est, x, guess, k_range))
+        ks = _coarse_k(maps[-1], guess, min_peak, search_radius)
+        ests.append(est)
+        params.append(_finish([est], ks, equal_steps)[0])  # = estimate_parameters
+    n = len(ests)
+    ny, nx = ests[0].spec.shape[-2:]
+    centre = np.array([(ny - 1) / 2.0, (nx - 1) / 2.0])
+    k_sig = np.zeros((n, 3, 2))
+    ph_sig = np.zeros((n, 3, 3))
+    pooled = np.zeros(3, dtype=bool)
+    chi2 = np.full(3, np.nan)
+    k_out = np.stack([p.k for p in params])
+    phases = np.stack([p.phases for p in params])
+    mods = np.stack([p.modulation for p in params])
+    sig = np.stack([p.significance for p in params])
+    ks_pool = _coarse_k(
+        [np.mean([m[a] for m in maps], axis=0) for a in range(3)], guess, min_peak, search_radius
+    )
+    u_eq = _mixing_inverse(_EQUAL_STEPS)[1].astype(np.complex64)
+    for a in range(3):
+        specs = [est.spec[3 * a : 3 * a + 3] for est in ests]
+        c0s = [sp.mean(axis=0) for sp in specs]
+        cps = [np.tensordot(u_eq, sp, axes=1) for sp in specs]
+        if n > 1:
+            # each field refined from the pooled coarse peak, then one k for all
+            ki = np.array([_refine_k(e, c0, cp, ks_pool[a]) for e, c0, cp in
+                           zip(ests, c0s, cps, strict=True)])  # fmt: skip
+            si = np.array([_k_sigma([e], [c0], [cp], k) for e, c0, cp, k in
+                           zip(ests, c0s, cps, ki, strict=True)])  # fmt: skip
+            si = _K_SIGMA_FACTOR * si
+            w = 1.0 / np.maximum(si**2, 1e-300)
+            k = _refine_k_pooled(ests, c0s, cps, (w * ki).sum(axis=0) / w.sum(axis=0))
+            chi2[a] = float(np.sum((ki - k) ** 2 * w))
+            if np.all(np.isfinite(si)) and chi2[a] <= _chi2_ppf(2 * (n - 1)):
+                pooled[a] = True
+                res = _per_field(ests, specs, k, equal_steps)
+                cps = [np.tensordot(_mixing_inverse(r[3])[1].astype(np.complex64), sp, axes=1)
+                       for r, sp in zip(res, specs, strict=True)]  # fmt: skip
+                k2 = _refine_k_pooled(ests, c0s, cps, k, iterations=1)
+                if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
+                    k = k2
+                    res = _per_field(ests, specs, k, equal_steps)
+                ks_p = _K_SIGMA_FACTOR * _k_sigma(ests, c0s, cps, k)
+                for i, (ph, m, s_, _) in enumerate(res):
+                    k_out[i, a], phases[i, a], mods[i, a], sig[i, a] = k, ph, m, s_
+                    k_sig[i, a] = ks_p
+        for i in range(n):
+            if not pooled[a]:
+                e_ph = _mixing_inverse(phases[i, a])[1].astype(np.complex64)
+                cp = np.tensordot(e_ph, specs[i], axes=1)
+                k_sig[i, a] = _K_SIGMA_FACTOR * _k_sigma([ests[i]], [c0s[i]], [cp], k_out[i, a])
+            frame = _phase_sigma(ests[i], specs[i], k_out[i, a], float(sig[i, a]))
+            from_k = _TWO_PI * float(np.hypot(*(centre * k_sig[i, a])))
+            ph_sig[i, a] = np.hypot(frame, from_k)
+    out = [
+        SIMParameters(k=k_out[i], phases=phases[i], modulation=mods[i], significance=sig[i])
+        for i in range(n)
+    ]
+    if full_output:
+        info = {"k_sigma": k_sig, "phase_sigma": ph_sig, "pooled": pooled, "chi2": chi2}
+        return out, info
+    return out
+
+
+def _search_settings(kw: dict[str, Any]) -> dict[str, Any]:
+    """The search settings of :func:`estimate_from_spectra` (where their defaults are kept),
+    updated by ``kw``; an unknown name raises TypeError as a wrong keyword would."""
+    import inspect
+
+    params = inspect.signature(estimate_from_spectra).parameters
+    names = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(kw) - set(names))
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {unknown}")
+    return {n: kw.get(n, params[n].default) for n in names}
+
+
+#: the white-noise (Fisher) uncertainty of k times this factor: on simulations (the tests'
+#: fields, ``benchmarks/bench_unlike.py``) the errors of k are 2-5 times the white-noise
+#: sigma, the rest being the object's own terms and band-separation residuals that the
+#: likelihood of :func:`_k_sigma` does not model.
+_K_SIGMA_FACTOR = 4.0
+
+
+def _chi2_ppf(dof: int, p: float = 0.999) -> float:
+    """``p`` quantile of the chi^2 distribution with ``dof`` degrees of freedom."""
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(p, dof))
+
+
+def _k_sigma(
+    ests: Sequence[_Estimation],
+    c0s: Sequence[np.ndarray],
+    cps: Sequence[np.ndarray],
+    k: np.ndarray,
+    h: float = 0.05,
+) -> np.ndarray:
+    """1-sigma uncertainty ``(sigma_ky, sigma_kx)`` (cycles per pixel) of the wave vector.
+
+    The log-likelihood of ``k`` with one unknown complex overlap amplitude per field, for
+    complex Gaussian noise of variance ``var_i = E|noise of rho_i|^2``, is ``L(s) = sum_i
+    |rho_i(s)|^2 / var_i`` (:func:`_refine_k_pooled`); its curvature at the maximum is the
+    observed Fisher information, ``Cov(k) = (-H)^-1`` with ``H`` the Hessian of ``L``
+    (Kay, *Fundamentals of Statistical Signal Processing* I, Sec. 7.5). ``H`` from ``L`` on
+    a 3 x 3 grid of step ``h`` spectrum pixels around ``k`` (complex128, the curvature over
+    ``h`` being far below complex64 precision at the 0.002 px steps of the search).
+    ``var_i`` counts the white noise of both sides of the overlap (``N_+`` beyond the cutoff
+    through ``b``'s filter ``F_b``, weighted by ``|a|^2``, and ``N_0`` through ``F_a``,
+    weighted by ``|b|^2``; ``w`` the window): ``var = (N_+ sum F_b^2 sum |a|^2 w^2 + N_0
+    sum F_a^2 sum |b|^2 w^2) / (n_y n_x)^2``. ``inf`` where ``L`` is not curved downwards.
+    """
+    ny, nx = c0s[0].shape
+    off = np.array([-h, 0.0, h])
+    sy, sx = k[0] + off / ny, k[1] + off / nx
+    total = np.zeros((3, 3))
+    for est, c0, cp in zip(ests, c0s, cps, strict=True):
+        fa = est.otf_at(k[0], k[1]).astype(np.float64)
+        fb = est.otf_at(-k[0], -k[1]).astype(np.float64)
+        a = est.win * np.fft.ifft2(c0.astype(np.complex128) * fa)
+        b = est.win * np.fft.ifft2(cp.astype(np.complex128) * fb)
+        w2 = est.win.astype(np.float64) ** 2
+        n4 = float(ny * nx) ** 2
+        var = (
+            est.noise_power(cp) * float(np.sum(fb**2)) * float(np.sum(np.abs(a) ** 2 * w2))
+            + est.noise_power(c0) * float(np.sum(fa**2)) * float(np.sum(np.abs(b) ** 2 * w2))
+        ) / n4
+        if not var > 0:
+            return np.full(2, np.inf)
+        total += np.abs(_dft_grid(np.conj(a) * b, sy, sx)) ** 2 / var
+    hy, hx = h / ny, h / nx
+    hess = np.array(
+        [
+            [(total[0, 1] - 2 * total[1, 1] + total[2, 1]) / hy**2,
+             (total[2, 2] - total[2, 0] - total[0, 2] + total[0, 0]) / (4 * hy * hx)],
+            [0.0, (total[1, 0] - 2 * total[1, 1] + total[1, 2]) / hx**2],
+        ]
+    )  # fmt: skip
+    hess[1, 0] = hess[0, 1]
+    try:
+        cov = np.linalg.inv(-hess)
+    except np.linalg.LinAlgError:
+        return np.full(2, np.inf)
+    d = np.diag(cov)
+    return np.where(d > 0, np.sqrt(np.abs(d)), np.inf)
+
+
+def _phase_sigma(
+    est: _Estimation, spec: np.ndarray, k: np.ndarray, significance: float
+) -> np.ndarray:
+    """1-sigma noise ``(3,)`` (rad) of each frame's phase at a known ``k``.
+
+    Phase ``p`` is ``arg rho_p + delta`` (:func:`_angle_parameters`): ``rho_p =
+    sum_r conj(a) b_p e^{-2 pi i k.r}`` has the noise variance ``var_p`` of
+    :func:`_k_sigma` (``b_p`` from ``E_p = D_p - C_0``), so ``sigma(arg rho_p) =
+    sqrt(var_p / 2) / |rho_p|`` (complex Gaussian noise, ``|rho_p|`` well above it); the
+    common correction ``delta`` adds ``1 / (sqrt(2) significance)``. The phase's error from
+    the wave vector (phases refer to pixel ``(0, 0)``) is added by the caller.
+    """
+    ny, nx = spec.shape[-2:]
+    c0 = spec.mean(axis=0)
+    a, b, fb = _overlap_pair(est, c0, spec - c0, k, mask=True)
+    fa = est.otf_at(k[0], k[1]) * est.mask_at(0.0, 0.0) * est.mask_at(k[0], k[1])
+    ramp = _ramp(ny, k[0])[:, None] * _ramp(nx, k[1])[None, :]
+    w2 = est.win.astype(np.float64) ** 2
+    n4 = float(ny * nx) ** 2
+    aw2 = float(np.sum(np.abs(a.astype(np.complex128)) ** 2 * w2))
+    n0 = est.noise_power(c0) * float(np.sum(fa.astype(np.float64) ** 2)) / n4
+    fb2 = float(np.sum(fb.astype(np.float64) ** 2)) / n4
+    out = np.empty(3)
+    for p in range(3):
+        rho = complex(np.vdot(a.astype(np.complex128), (b[p] * ramp).astype(np.complex128)))
+        bw2 = float(np.sum(np.abs(b[p].astype(np.complex128)) ** 2 * w2))
+        var = est.noise_power(spec[p] - c0) * fb2 * aw2 + n0 * bw2
+        out[p] = np.sqrt(var / 2.0) / max(abs(rho), 1e-300)
+    common = 1.0 / (np.sqrt(2.0) * significance) if significance > 0 else np.inf
+    return np.hypot(out, common)
+
+
+def _estimation(
+    x: np.ndarray,
+    spec: np.ndarray,
+    optics: Optics,
+    apodisation_width: float,
+    otf_decay: float,
+    pixel_otf: bool,
+    dc_exclude: float,
+) -> _Estimation:
+    """The grids, window, OTF and spectra one acquisition's estimation shares."""
     _, ny, nx = x.shape
     cutoff = float(optics.cutoff_per_pixel)
     win = (
         _tukey(ny, int(round(apodisation_width * ny)))[:, None]
         * _tukey(nx, int(round(apodisation_width * nx)))[None, :]
     )
-    est = _Estimation(
+    return _Estimation(
         spec=np.asarray(spec, dtype=np.complex64),
         win=win,
         otf=_grid_otf((ny, nx), 1.0, cutoff, float(otf_decay), bool(pixel_otf)),
@@ -478,10 +764,14 @@ def estimate_from_spectra(
         pixel=bool(pixel_otf),
         dc_exclude=float(dc_exclude),
     )
-    guess = None if k_guess is None else np.asarray(k_guess, dtype=np.float64).reshape(3, 2)
+
+
+def _score_maps(
+    est: _Estimation, x: np.ndarray, guess: np.ndarray | None, k_range: tuple[float, float]
+) -> list[np.ndarray]:
+    """Coarse score map of each angle (:func:`_coarse_scores`) on the windowed frames."""
     u_eq = _mixing_inverse(_EQUAL_STEPS)[1].astype(np.complex64)
-    # coarse search on the windowed frames
-    xw = x * win
+    xw = x * est.win
     scores = []
     for a in range(3):
         xa = xw[3 * a : 3 * a + 3]
@@ -489,26 +779,46 @@ def estimate_from_spectra(
         cpw = sfft.fft2(np.tensordot(u_eq, xa, axes=1), workers=_WORKERS)
         annulus = (0.05, 2.0) if guess is not None else k_range
         scores.append(_coarse_scores(c0w, cpw, est, annulus))
-    ks = _coarse_k(scores, guess, min_peak, search_radius)
+    return scores
 
+
+def _finish(ests: Sequence[_Estimation], ks: np.ndarray, equal_steps: bool) -> list[SIMParameters]:
+    """Sub-pixel ``k`` (pooled over ``ests`` when several), then each field's phases,
+    modulation and significance at it (steps 3-4 of ``docs/sim.md``)."""
+    u_eq = _mixing_inverse(_EQUAL_STEPS)[1].astype(np.complex64)
+    n = len(ests)
+    ny, nx = ests[0].spec.shape[-2:]
     k_out = np.zeros((3, 2))
-    phases = np.zeros((3, 3))
-    mods = np.zeros(3)
-    sig = np.zeros(3)
+    phases = np.zeros((n, 3, 3))
+    mods = np.zeros((n, 3))
+    sig = np.zeros((n, 3))
     for a in range(3):
-        spec = est.spec[3 * a : 3 * a + 3]
-        c0 = spec.mean(axis=0)
-        cp = np.tensordot(u_eq, spec, axes=1)
-        k = _refine_k(est, c0, cp, ks[a], iterations=2)
-        ph, m, s, raw_ph = _angle_parameters(est, spec, k, equal_steps)
-        if equal_steps:
-            k_out[a], phases[a], mods[a], sig[a] = k, ph, m, s
-            continue
-        # once more on the band separated with the measured phases
-        cp = np.tensordot(_mixing_inverse(raw_ph)[1].astype(np.complex64), spec, axes=1)
-        k2 = _refine_k(est, c0, cp, k, iterations=1)
-        if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
-            k = k2
-            ph, m, s, _ = _angle_parameters(est, spec, k, equal_steps)
-        k_out[a], phases[a], mods[a], sig[a] = k, ph, m, s
-    return SIMParameters(k=k_out, phases=phases, modulation=mods, significance=sig)
+        specs = [est.spec[3 * a : 3 * a + 3] for est in ests]
+        c0s = [sp.mean(axis=0) for sp in specs]
+        cps = [np.tensordot(u_eq, sp, axes=1) for sp in specs]
+        k = _refine_k_pooled(ests, c0s, cps, ks[a], iterations=2)
+        res = _per_field(ests, specs, k, equal_steps)
+        if not equal_steps:
+            # once more on the bands separated with the measured phases
+            cps = [
+                np.tensordot(_mixing_inverse(r[3])[1].astype(np.complex64), sp, axes=1)
+                for r, sp in zip(res, specs, strict=True)
+            ]
+            k2 = _refine_k_pooled(ests, c0s, cps, k, iterations=1)
+            if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
+                k = k2
+                res = _per_field(ests, specs, k, equal_steps)
+        k_out[a] = k
+        for i, (ph, m, s, _) in enumerate(res):
+            phases[i, a], mods[i, a], sig[i, a] = ph, m, s
+    return [
+        SIMParameters(k=k_out, phases=phases[i], modulation=mods[i], significance=sig[i])
+        for i in range(n)
+    ]
+
+
+def _per_field(
+    ests: Sequence[_Estimation], specs: Sequence[np.ndarray], k: np.ndarray, equal_steps: bool
+) -> list[tuple[np.ndarray, float, float, np.ndarray]]:
+    """:func:`_angle_parameters` of each field at the common ``k``."""
+    return [_angle_parameters(e, sp, k, equal_steps) for e, sp in zip(ests, specs, strict=True)]
