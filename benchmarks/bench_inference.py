@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the dps command (dps_stages.cli)
+import numpy as np  # noqa: E402
 import scipy.fft
 import torch
 
