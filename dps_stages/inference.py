@@ -293,33 +293,46 @@ def predict(
             dtype=np.float32,
         )
     halo = model.receptive_halo() if halo is None else -(-halo // m) * m
-    # tiles start on multiples of m and are never smaller than the halo (dask's overlap
-    # takes the halo from the neighbouring chunk only)
+    # tiles start on multiples of m and are never smaller than the halo (so that a tile's
+    # halo lies within its neighbours)
     tile = max(m, tile // m * m, halo)
     ty, tx = _tiles(ny, tile, halo), _tiles(nx, tile, halo)
     groups = [tx[i : i + batch] for i in range(0, len(tx), batch)]
-    arr = arr.rechunk((c, ty, tuple(sum(g) for g in groups)))
+    cols = tuple(sum(g) for g in groups)
     hy, hx = min(halo, ny), min(halo, nx)
-    # dask's overlap adds up to `halo` pixels from each neighbouring chunk and none at the
-    # image border (boundary 'none'); each tile then knows its place and cuts its halo off
-    ext = da.overlap.overlap(arr, depth={0: 0, 1: hy, 2: hx}, boundary="none")
+    starts_y = np.cumsum((0,) + tuple(ty))
+    starts_x = np.cumsum((0,) + cols)
     nby, ntx = len(ty), len(tx)
 
-    def fn(block: np.ndarray, block_info=None) -> np.ndarray:
-        iy, ix = block_info[0]["chunk-location"][1:]
+    def row(iy: int, ix: int) -> np.ndarray:
+        # Each chunk (a row of up to `batch` tiles) reads its own extended region from the
+        # lazy source: dask's overlap would keep whole neighbouring input blocks alive until
+        # every chunk using them has run (peak memory growing with the image).
         first = ix * batch  # global index of the chunk's first tile
         widths = groups[ix]
+        y0 = int(starts_y[iy]) - (hy if iy > 0 else 0)
+        y1 = int(starts_y[iy + 1]) + (hy if iy < nby - 1 else 0)
+        x0 = int(starts_x[ix]) - (hx if first > 0 else 0)
+        x1 = int(starts_x[ix + 1]) + (hx if first + len(widths) < ntx else 0)
+        block = np.asarray(arr[:, y0:y1, x0:x1].compute(scheduler="synchronous"))
         halos = [
             (hx if first + j > 0 else 0, hx if first + j < ntx - 1 else 0)
             for j in range(len(widths))
         ]
         out = _run_row(model, block, halos[0][0], widths, halos, batch)
-        y0 = hy * s if iy > 0 else 0
-        y1 = out.shape[1] - (hy * s if iy < nby - 1 else 0)
-        return out[:, y0:y1]
+        top = (int(starts_y[iy]) - y0) * s
+        return out[:, top : top + ty[iy] * s]
 
-    chunks = ((c_out,), tuple(v * s for v in arr.chunks[1]), tuple(v * s for v in arr.chunks[2]))
-    return ext.map_blocks(fn, chunks=chunks, dtype=np.float32)
+    from dask import delayed
+
+    rows = [
+        [
+            da.from_delayed(delayed(row)(iy, ix), (c_out, ty[iy] * s, cols[ix] * s), np.float32)
+            for ix in range(len(groups))
+        ]
+        for iy in range(nby)
+    ]
+    return da.block(rows)
 
 
 def restore_stack(
