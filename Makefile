@@ -64,7 +64,7 @@ figures: install
 	  test -e $(SHARED)/$$p || { echo "make figures: $(SHARED)/$$p is absent. Put the shared data beside the project, at $(SHARED): vdl-sim-microtubules/ (WenjieLab/Deep-learning-based-real-time-SIM, test/images), dps-fig3a/Fig3a.tif (WenjieLab/DPS-framework-for-microscopy, test/Fig3a.tif), decorrelation/ (Ades91/ImDecorr and band-limited noise); its README.md gives the layout." >&2; exit 1; }; \
 	done
 	$(BIN)/python workflow/scripts/unlock_stale.py $(BIN)/snakemake
-	$(BIN)/snakemake --cores $(CORES) --configfile benchmarks/configs/real_data.yaml paper
+	$(BIN)/snakemake paper --cores $(CORES) --configfile benchmarks/configs/real_data.yaml
 	@echo "page: results_real/paper/index.html (and index.md)"
 
 test: install
