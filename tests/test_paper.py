@@ -12,6 +12,7 @@ from scipy import ndimage
 from dps_stages import io
 from dps_stages.cli import main
 from dps_stages.paper import COLUMNS, VERDICTS, Inputs, build_page, line_profiles
+from dps_stages.paper.claims import saturated_pixels
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -34,6 +35,19 @@ def test_line_profiles_measure_the_width_of_a_line():
         assert p["fwhm_before"] / p["fwhm_after"] > 1.5
 
 
+def test_line_profiles_skip_saturated_filaments():
+    before = filaments(64, 0, 2.0)
+    clipped = np.minimum(before, 0.5 * before.max())  # every line clipped at its top
+    after = ndimage.zoom(filaments(64, 0, 1.0), 2, order=1)
+    sat = saturated_pixels(clipped)
+    assert sat.sum() >= 8
+    assert line_profiles(clipped, after, n=2, half=7, saturated=sat) == []
+    # unclipped: no pixel shares the maximum with 7 others, nothing is masked
+    assert not saturated_pixels(before + np.linspace(0, 1e-3, before.size).reshape(64, 64)).any()
+    wide = line_profiles(clipped, after, n=2, half=7)  # the flat top widens the FWHM
+    assert all(p["fwhm_before"] > 1.2 * 2.355 * 2.0 for p in wide)
+
+
 def tiny_results(root: Path) -> dict[str, tuple[str, str]]:
     """A results folder as a run would leave it: a simulated dataset's metrics and a Fig. 3a
     stand-in (a SIM image and a sharper 2x output) with its metrics."""
@@ -49,6 +63,7 @@ def tiny_results(root: Path) -> dict[str, tuple[str, str]]:
     (root / "sim").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(root / "sim" / "metrics.tsv", sep="\t", index=False)
     before, after = filaments(64, 1, 2.0), ndimage.zoom(filaments(64, 1, 0.8), 2, order=1)
+    io.write_stage(root / "fig3a" / "input" / "sim.zarr", before[None], {"pixel_size": 32.5})
     io.write_stage(root / "fig3a" / "input" / "sim_bg.zarr", before[None], {"pixel_size": 32.5})
     io.write_stage(root / "fig3a" / "input" / "sim_dbpn.zarr", after[None], {"pixel_size": 16.25})
     fig = [{"level": "input", "stage": s, "image": 0, "truth": "", "resolution_nm": r,

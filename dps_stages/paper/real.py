@@ -166,7 +166,8 @@ def real_figure(inp: Inputs, level: str = "GT") -> list[Path]:
     n, y0 = 256, 384
     cols = 5
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (name, img) in zip(axes.ravel(), panels, strict=False):
@@ -176,9 +177,19 @@ def real_figure(inp: Inputs, level: str = "GT") -> list[Path]:
                   extent=(0, 1, 1, 0))  # fmt: skip
         if px:
             add_scale_bar(ax, n * px / 1000)
-        ax.set_title(name, fontsize=10)
+        # the name inside the panel: square images leave no room for a title between rows
+        ax.text(
+            0.02,
+            0.98,
+            name,
+            transform=ax.transAxes,
+            va="top",
+            ha="left",
+            color="white",
+            fontsize=10,
+            bbox={"facecolor": "black", "alpha": 0.6, "pad": 2, "lw": 0},
+        )
     fig.suptitle(f"real TIRF-SIM, level {level} ({ds}), SIM grid {px or '?'} nm", fontsize=11)
-    fig.tight_layout()
     paths = [inp.out / f"real_{level}.pdf", inp.out / f"real_{level}.png"]
     for p in paths:
         fig.savefig(p, dpi=120)
