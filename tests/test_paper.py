@@ -117,3 +117,20 @@ def test_page_through_the_command_with_the_shared_data(tmp_path):
     vdl = claims[claims["claim"].str.startswith("the published VDL-SIM output")]
     assert len(vdl) == 4 and (vdl["verdict"] == "reproduced").all()
     check_filled(list(claims.itertuples()), out)
+
+
+def test_make_figures_asks_snakemake_for_the_paper_target():
+    """`make figures`' Snakemake command, parsed by Snakemake's own parser: the target is
+    `paper` and the config the real-data one (a target after --configfile is read as a
+    second config file, and the command fails at once)."""
+    import shlex
+
+    from snakemake.cli import get_argument_parser
+
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\nfigures:", 1)[1].split("\n\n", 1)[0]
+    line = next(ln for ln in recipe.splitlines() if "snakemake " in ln and "unlock" not in ln)
+    words = shlex.split(line.replace("$(CORES)", "2"))
+    args = get_argument_parser().parse_args(words[words.index("$(BIN)/snakemake") + 1 :])
+    assert list(args.targets) == ["paper"]
+    assert [str(p) for p in args.configfile] == ["benchmarks/configs/real_data.yaml"]
