@@ -600,10 +600,12 @@ def estimate_parameters_pooled(
                 if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
                     k = k2
                     res = _per_field(ests, specs, k, equal_steps)
-                ks_p = _K_SIGMA_FACTOR * _k_sigma(ests, c0s, cps, k)
+                ks_p = _K_SIGMA_FACTOR * _k_sigma(ests, c0s, cps, k) if full_output else 0.0
                 for i, (ph, m, s_, _) in enumerate(res):
                     k_out[i, a], phases[i, a], mods[i, a], sig[i, a] = k, ph, m, s_
                     k_sig[i, a] = ks_p
+        if not full_output:  # the uncertainties below are reported, never used
+            continue
         for i in range(n):
             if not pooled[a]:
                 e_ph = _mixing_inverse(phases[i, a])[1].astype(np.complex64)
