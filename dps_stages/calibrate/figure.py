@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -13,14 +13,7 @@ from .core import Calibration
 __all__ = ["plot_calibration"]
 
 
-def _label(ax: Any, xlabel: str | None, ylabel: str | None, title: str) -> None:
-    """A panel's axis labels (where given) and its title (the estimates, small type)."""
-    if xlabel is not None:
-        ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.set_title(title, fontsize=9)
-
-
-def _photon_transfer(fig, ax, calib: Calibration) -> None:
+def _photon_transfer(fig, ax, calib: Calibration) -> str:
     cam = calib.camera
     if cam.points is not None and cam.points.size:
         mu, var = cam.points
@@ -28,15 +21,13 @@ def _photon_transfer(fig, ax, calib: Calibration) -> None:
         xs = np.linspace(min(mu.min(), cam.offset), mu.max(), 50)
         ax.plot(xs, cam.gain * xs + cam.intercept, "r-", label="fit")
         ax.axvline(cam.offset, color="k", ls=":", label="offset")
-        ax.legend(fontsize=8)
-    _label(
-        ax, "tile mean (ADU)", "noise variance (ADU$^2$)",
+    return (
         f"g={cam.gain:.3g}±{cam.gain_sigma:.2g} ADU/e-, b={cam.offset:.4g}±{cam.offset_sigma:.2g}"
-        f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-",
-    )  # fmt: skip
+        f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-"
+    )
 
 
-def _band_ratio(fig, ax, calib: Calibration) -> None:
+def _band_ratio(fig, ax, calib: Calibration) -> str:
     otf = calib.otf
     if otf.ratio is not None and len(otf.ratio):
         dq, rr, ss = otf.ratio.T
@@ -47,15 +38,13 @@ def _band_ratio(fig, ax, calib: Calibration) -> None:
             ax.plot(xs, otf.attenuation**xs, "r-", label=f"a^dq, a={otf.attenuation:.3g}")
         ax.plot(xs, np.ones_like(xs), "k:", label="ideal (a=1)")
         ax.set_yscale("log")
-        ax.legend(fontsize=8)
-    _label(
-        ax, "q1 - q0 (fraction of f_c)", "R / (m T_ideal)",
+    return (
         f"band overlap: a={otf.attenuation:.3g}±{otf.attenuation_sigma:.2g}, "
-        f"m={', '.join(f'{v:.2f}' for v in otf.modulation[:3])}",
-    )  # fmt: skip
+        f"m={', '.join(f'{v:.2f}' for v in otf.modulation[:3])}"
+    )
 
 
-def _spectrum(fig, ax, calib: Calibration) -> None:
+def _spectrum(fig, ax, calib: Calibration) -> str:
     otf = calib.otf
     if otf.radial is not None:
         qc, prad = otf.radial
@@ -69,27 +58,29 @@ def _spectrum(fig, ax, calib: Calibration) -> None:
                 model = otf.amplitude * qq ** (-otf.object_slope) * o**2 + otf.noise_floor
                 ax.semilogy(qq, model, "r-" if lab == "fit" else "b--", label=lab)
         ax.axvline(1.0, color="k", lw=0.5)
-        ax.legend(fontsize=8)
-    _label(
-        ax, "|f| / f_c", "power",
-        f"radial spectrum: beta={otf.object_slope:.2f}, support {otf.support_cutoff:.2f} f_c",
-    )  # fmt: skip
+    return f"radial spectrum: beta={otf.object_slope:.2f}, support {otf.support_cutoff:.2f} f_c"
 
 
-def _haze(fig, ax, calib: Calibration) -> None:
+def _haze(fig, ax, calib: Calibration) -> str:
     hz = calib.haze
     if hz.map is not None:
         lo, hi = np.percentile(hz.map, [1, 99])  # the map's edges are extrapolated
         im = ax.imshow(hz.map, cmap="magma", vmin=lo, vmax=hi)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    _label(
-        ax, None, None,
+    return (
         f"haze {100 * hz.level:.1f}±{100 * hz.level_sigma:.1f} % of mean, "
-        f"scale {hz.scale:.2g}±{hz.scale_sigma:.1g} um",
-    )  # fmt: skip
+        f"scale {hz.scale:.2g}±{hz.scale_sigma:.1g} um"
+    )
 
 
-_PANELS = (_photon_transfer, _band_ratio, _spectrum, _haze)
+#: the panels: ``draw(fig, ax, calib)``, which plots (labelled lines get a legend) and returns
+#: the title (the estimates), and the axis labels (None: an image, no axes labelled)
+_PANELS: tuple[tuple[Callable[..., str], str | None, str | None], ...] = (
+    (_photon_transfer, "tile mean (ADU)", "noise variance (ADU$^2$)"),
+    (_band_ratio, "q1 - q0 (fraction of f_c)", "R / (m T_ideal)"),
+    (_spectrum, "|f| / f_c", "power"),
+    (_haze, None, None),
+)
 
 
 def plot_calibration(calib: Calibration, path: str | Path) -> Path:
@@ -101,8 +92,13 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(_PANELS), figsize=(18, 4.2))
-    for panel, ax in zip(_PANELS, axes, strict=True):
-        panel(fig, ax, calib)
+    for (draw, xlabel, ylabel), ax in zip(_PANELS, axes, strict=True):
+        title = draw(fig, ax, calib)
+        if xlabel is not None:
+            ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.set_title(title, fontsize=9)
+        if ax.get_legend_handles_labels()[0]:  # a legend where the panel drew labelled data
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
