@@ -54,7 +54,7 @@ from dps_stages.nets.blocks import (
     res_stack,
     trace_reach,
 )
-from dps_stages.nets.resunet import BACKBONE_PAPER, BACKBONE_SMALL, level_channels
+from dps_stages.nets.resunet import backbone_presets, level_channels
 from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
 
 __all__ = ["SPEC", "ResUDBPN"]
@@ -202,8 +202,7 @@ SPEC = NetworkSpec(
     id=4,
     cls=ResUDBPN,
     # CPU scale: 416 k parameters, halo 64; paper scale: 34.97 M, halo 176
-    small={"in_channels": 1, **BACKBONE_SMALL, "residual": True, "positive": True},
-    paper={"in_channels": 1, **BACKBONE_PAPER, "residual": True, "positive": True},
+    **backbone_presets(in_channels=1, last={"residual": True, "positive": True}),
     summary="image -> resolution-extended image (2x), self-supervised",
     pairs=_pairs,
     loss=_loss,

@@ -30,6 +30,7 @@ directions, ``4 c_l c_{l+1} + c_{l+1}`` (down), ``4 c_{l+1} c_l + c_l`` (up),
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -55,10 +56,17 @@ BACKBONE_SMALL = {"width": 16, "depth": 2, "blocks": 1}
 BACKBONE_PAPER = {"width": 64, "depth": 3, "blocks": 2}
 
 
-def backbone_presets(**first: Any) -> dict[str, dict[str, Any]]:
+def backbone_presets(
+    *, last: Mapping[str, Any] | None = None, **first: Any
+) -> dict[str, dict[str, Any]]:
     """The ``small`` and ``paper`` presets of a network on this backbone: its own constructor
-    arguments ``first``, then :data:`BACKBONE_SMALL` or :data:`BACKBONE_PAPER`."""
-    return {"small": {**first, **BACKBONE_SMALL}, "paper": {**first, **BACKBONE_PAPER}}
+    arguments ``first``, then :data:`BACKBONE_SMALL` or :data:`BACKBONE_PAPER`, then its own
+    arguments ``last`` (the order is the order of the ``arch`` a model records)."""
+    tail = dict(last or {})
+    return {
+        "small": {**first, **BACKBONE_SMALL, **tail},
+        "paper": {**first, **BACKBONE_PAPER, **tail},
+    }
 
 
 def level_channels(width: int, depth: int) -> list[int]:
