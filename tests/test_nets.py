@@ -240,6 +240,20 @@ def test_paper_and_default_scale():
     assert 10e6 < counts["resudbpn"] < 60e6  # Res-U-DBPN: tens of millions in the paper
 
 
+def test_backbone_presets_keep_the_recorded_arch_order():
+    """A network's own arguments, then the backbone's, then ``last``: the key order of the
+    ``arch`` a model records (Res-U-DBPN's residual and positive come after the backbone)."""
+    from dps_stages.nets.resunet import BACKBONE_PAPER, BACKBONE_SMALL, backbone_presets
+
+    p = backbone_presets(in_channels=1, last={"residual": True})
+    assert list(p["small"]) == ["in_channels", *BACKBONE_SMALL, "residual"]
+    assert p["paper"] == {"in_channels": 1, **BACKBONE_PAPER, "residual": True}
+    assert list(nets.default_arch("resudbpn")) == [
+        "in_channels", "width", "depth", "blocks", "residual", "positive"
+    ]  # fmt: skip
+    assert backbone_presets(frames=9)["small"] == {"frames": 9, **BACKBONE_SMALL}
+
+
 def test_registry():
     assert set(nets.NETWORKS) == {"denoise", "sim", "artifact", "resudbpn", "oidn", "psfid"}
     assert not nets.NETWORKS["oidn"].local and not nets.NETWORKS["psfid"].local
