@@ -19,6 +19,8 @@ normalised intensities (their targets are ground truth scaled to a 99.9 percenti
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -228,6 +230,30 @@ def run_block(model: torch.nn.Module, block: np.ndarray) -> np.ndarray:
     return run_batch(model, block[None])[0]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL("libc.so.6")
+        lib.malloc_trim.argtypes = [ctypes.c_size_t]
+        return lib
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the allocator's freed pages back to the system (glibc ``malloc_trim(0)``).
+
+    A freed tile buffer larger than glibc's dynamic mmap threshold raises that threshold, so
+    later buffers of the same size come from the heap, whose freed pages stay resident: the
+    peak grew with the number of tiles (1.89x from 2048² to 8192², benchmarks/RESULTS.md).
+    Trimming once per row of tiles keeps it flat at the cost of one call per row (unlike a
+    fixed ``M_MMAP_THRESHOLD``, which maps and zeroes every large tensor). No-op elsewhere.
+    """
+    lib = _libc()
+    if lib is not None:
+        lib.malloc_trim(0)
+
+
 def _tiles(n: int, tile: int, halo: int) -> tuple[int, ...]:
     """Chunk sizes along an axis of length n: tiles of ``tile``, a short last one merged
     into its neighbour when it is smaller than the halo."""
@@ -321,7 +347,10 @@ def predict(
         ]
         out = _run_row(model, block, halos[0][0], widths, halos, batch)
         top = (int(starts_y[iy]) - y0) * s
-        return out[:, top : top + ty[iy] * s]
+        out = np.ascontiguousarray(out[:, top : top + ty[iy] * s])
+        del block
+        release_freed_memory()
+        return out
 
     from dask import delayed
 
