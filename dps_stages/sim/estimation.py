@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import fft as sfft
@@ -196,9 +196,30 @@ def _overlap_pair(
     return a, b, fb
 
 
-def _refine_k(
-    est: _Estimation, c0: np.ndarray, cp: np.ndarray, k0: np.ndarray, iterations: int = 2
-) -> np.ndarray:
+class _Field(NamedTuple):
+    """One field's part in an angle's wave-vector search: its estimation context and the
+    spectra of its zero band ``C_0`` and side band ``C_+1``."""
+
+    est: _Estimation
+    c0: np.ndarray
+    cp: np.ndarray
+
+
+def _fields(
+    ests: Sequence[_Estimation],
+    specs: Sequence[np.ndarray],
+    phases: Sequence[np.ndarray] | None = None,
+) -> list[_Field]:
+    """Each field's bands from its three frame spectra: ``C_0`` their mean, ``C_+1``
+    separated with the field's ``phases`` (equal steps ``2 pi p / 3`` when None)."""
+    out = []
+    for i, (est, sp) in enumerate(zip(ests, specs, strict=True)):
+        u = _mixing_inverse(_EQUAL_STEPS if phases is None else phases[i])[1]
+        out.append(_Field(est, sp.mean(axis=0), np.tensordot(u.astype(np.complex64), sp, axes=1)))
+    return out
+
+
+def _refine_k_pooled(fields: Sequence[_Field], k0: np.ndarray, iterations: int = 2) -> np.ndarray:
     """Sub-pixel wave vector: maximise the band-overlap correlation around ``k0``.
 
     For a trial shift ``s`` the overlap ``rho(s) = sum_r conj(a(r)) b(r) e^{-2 pi i s.r}``
@@ -210,34 +231,22 @@ def _refine_k(
     the spectrum grid; Guizar-Sicairos, Thurman & Fienup, Opt. Lett. 33, 156, 2008),
     finished by a parabolic fit; ``s_0`` is then updated and the search repeated, which
     removes the small bias of filters taken at a wrong ``s_0``.
-    """
-    return _refine_k_pooled([est], [c0], [cp], k0, iterations)
 
-
-def _refine_k_pooled(
-    ests: Sequence[_Estimation],
-    c0s: Sequence[np.ndarray],
-    cps: Sequence[np.ndarray],
-    k0: np.ndarray,
-    iterations: int = 2,
-) -> np.ndarray:
-    """:func:`_refine_k` of one wave vector shared by several fields (one acquisition).
-
-    With one field the criterion is ``|rho(s)|`` (:func:`_refine_k`). With fields ``i`` that
-    share ``k`` but not the object, phase or brightness, each overlap ``rho_i(s) = A_i
-    u_i(s)`` has its own unknown complex amplitude ``A_i`` and, for white noise in ``C_+1``
+    Several fields sharing one wave vector (one acquisition): with one field the criterion
+    is ``|rho(s)|``. With fields ``i`` that share ``k`` but not the object, phase or
+    brightness, each overlap ``rho_i(s) = A_i u_i(s)`` has its own unknown complex amplitude ``A_i`` and, for white noise in ``C_+1``
     of power ``N_i`` per coefficient, a noise variance ``var_i ~ N_i sum_r |a_i(r)|^2``.
     Maximising the likelihood over the ``A_i`` (matched filter with an unknown amplitude per
     field: Kay, *Fundamentals of Statistical Signal Processing* II, Sec. 7.6) leaves
-    ``L(s) = sum_i |rho_i(s)|^2 / var_i``, whose maximum is searched as in :func:`_refine_k`
+    ``L(s) = sum_i |rho_i(s)|^2 / var_i``, whose maximum is searched the same way
     (``sqrt(L)``, the combined significance, on the local grids and in the parabolic fit).
     """
-    ny, nx = c0s[0].shape
+    ny, nx = fields[0].c0.shape
     centre = np.asarray(k0, dtype=np.float64)
-    single = len(ests) == 1
+    single = len(fields) == 1
     for it in range(iterations):
         ps, weights = [], []
-        for est, c0, cp in zip(ests, c0s, cps, strict=True):
+        for est, c0, cp in fields:
             a, b, _ = _overlap_pair(est, c0, cp, centre, mask=False)
             ps.append((np.conj(a) * b).astype(np.complex64))
             if not single:
@@ -576,31 +585,21 @@ def estimate_parameters_pooled(
     ks_pool = _coarse_k(
         [np.mean([m[a] for m in maps], axis=0) for a in range(3)], guess, min_peak, search_radius
     )
-    u_eq = _mixing_inverse(_EQUAL_STEPS)[1].astype(np.complex64)
     for a in range(3):
         specs = [est.spec[3 * a : 3 * a + 3] for est in ests]
-        c0s = [sp.mean(axis=0) for sp in specs]
-        cps = [np.tensordot(u_eq, sp, axes=1) for sp in specs]
+        fields = _fields(ests, specs)
         if n > 1:
             # each field refined from the pooled coarse peak, then one k for all
-            ki = np.array([_refine_k(e, c0, cp, ks_pool[a]) for e, c0, cp in
-                           zip(ests, c0s, cps, strict=True)])  # fmt: skip
-            si = np.array([_k_sigma([e], [c0], [cp], k) for e, c0, cp, k in
-                           zip(ests, c0s, cps, ki, strict=True)])  # fmt: skip
+            ki = np.array([_refine_k_pooled([f], ks_pool[a]) for f in fields])
+            si = np.array([_k_sigma([f], k) for f, k in zip(fields, ki, strict=True)])
             si = _K_SIGMA_FACTOR * si
             w = 1.0 / np.maximum(si**2, 1e-300)
-            k = _refine_k_pooled(ests, c0s, cps, (w * ki).sum(axis=0) / w.sum(axis=0))
+            k = _refine_k_pooled(fields, (w * ki).sum(axis=0) / w.sum(axis=0))
             chi2[a] = float(np.sum((ki - k) ** 2 * w))
             if np.all(np.isfinite(si)) and chi2[a] <= _chi2_ppf(2 * (n - 1)):
                 pooled[a] = True
-                res = _per_field(ests, specs, k, equal_steps)
-                cps = [np.tensordot(_mixing_inverse(r[3])[1].astype(np.complex64), sp, axes=1)
-                       for r, sp in zip(res, specs, strict=True)]  # fmt: skip
-                k2 = _refine_k_pooled(ests, c0s, cps, k, iterations=1)
-                if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
-                    k = k2
-                    res = _per_field(ests, specs, k, equal_steps)
-                ks_p = _K_SIGMA_FACTOR * _k_sigma(ests, c0s, cps, k) if full_output else 0.0
+                k, res, measured = _phases_at(ests, specs, k, equal_steps)
+                ks_p = _K_SIGMA_FACTOR * _k_sigma(measured, k) if full_output else 0.0
                 for i, (ph, m, s_, _) in enumerate(res):
                     k_out[i, a], phases[i, a], mods[i, a], sig[i, a] = k, ph, m, s_
                     k_sig[i, a] = ks_p
@@ -608,9 +607,8 @@ def estimate_parameters_pooled(
             continue
         for i in range(n):
             if not pooled[a]:
-                e_ph = _mixing_inverse(phases[i, a])[1].astype(np.complex64)
-                cp = np.tensordot(e_ph, specs[i], axes=1)
-                k_sig[i, a] = _K_SIGMA_FACTOR * _k_sigma([ests[i]], [c0s[i]], [cp], k_out[i, a])
+                field = _fields([ests[i]], [specs[i]], [phases[i, a]])
+                k_sig[i, a] = _K_SIGMA_FACTOR * _k_sigma(field, k_out[i, a])
             frame = _phase_sigma(ests[i], specs[i], k_out[i, a], float(sig[i, a]))
             from_k = _TWO_PI * float(np.hypot(*(centre * k_sig[i, a])))
             ph_sig[i, a] = np.hypot(frame, from_k)
@@ -651,13 +649,7 @@ def _chi2_ppf(dof: int, p: float = 0.999) -> float:
     return float(chi2.ppf(p, dof))
 
 
-def _k_sigma(
-    ests: Sequence[_Estimation],
-    c0s: Sequence[np.ndarray],
-    cps: Sequence[np.ndarray],
-    k: np.ndarray,
-    h: float = 0.05,
-) -> np.ndarray:
+def _k_sigma(fields: Sequence[_Field], k: np.ndarray, h: float = 0.05) -> np.ndarray:
     """1-sigma uncertainty ``(sigma_ky, sigma_kx)`` (cycles per pixel) of the wave vector.
 
     The log-likelihood of ``k`` with one unknown complex overlap amplitude per field, for
@@ -672,11 +664,11 @@ def _k_sigma(
     weighted by ``|b|^2``; ``w`` the window): ``var = (N_+ sum F_b^2 sum |a|^2 w^2 + N_0
     sum F_a^2 sum |b|^2 w^2) / (n_y n_x)^2``. ``inf`` where ``L`` is not curved downwards.
     """
-    ny, nx = c0s[0].shape
+    ny, nx = fields[0].c0.shape
     off = np.array([-h, 0.0, h])
     sy, sx = k[0] + off / ny, k[1] + off / nx
     total = np.zeros((3, 3))
-    for est, c0, cp in zip(ests, c0s, cps, strict=True):
+    for est, c0, cp in fields:
         fa = est.otf_at(k[0], k[1]).astype(np.float64)
         fb = est.otf_at(-k[0], -k[1]).astype(np.float64)
         a = est.win * np.fft.ifft2(c0.astype(np.complex128) * fa)
@@ -787,29 +779,15 @@ def _score_maps(
 def _finish(ests: Sequence[_Estimation], ks: np.ndarray, equal_steps: bool) -> list[SIMParameters]:
     """Sub-pixel ``k`` (pooled over ``ests`` when several), then each field's phases,
     modulation and significance at it (steps 3-4 of ``docs/sim.md``)."""
-    u_eq = _mixing_inverse(_EQUAL_STEPS)[1].astype(np.complex64)
     n = len(ests)
-    ny, nx = ests[0].spec.shape[-2:]
     k_out = np.zeros((3, 2))
     phases = np.zeros((n, 3, 3))
     mods = np.zeros((n, 3))
     sig = np.zeros((n, 3))
     for a in range(3):
         specs = [est.spec[3 * a : 3 * a + 3] for est in ests]
-        c0s = [sp.mean(axis=0) for sp in specs]
-        cps = [np.tensordot(u_eq, sp, axes=1) for sp in specs]
-        k = _refine_k_pooled(ests, c0s, cps, ks[a], iterations=2)
-        res = _per_field(ests, specs, k, equal_steps)
-        if not equal_steps:
-            # once more on the bands separated with the measured phases
-            cps = [
-                np.tensordot(_mixing_inverse(r[3])[1].astype(np.complex64), sp, axes=1)
-                for r, sp in zip(res, specs, strict=True)
-            ]
-            k2 = _refine_k_pooled(ests, c0s, cps, k, iterations=1)
-            if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
-                k = k2
-                res = _per_field(ests, specs, k, equal_steps)
+        k = _refine_k_pooled(_fields(ests, specs), ks[a], iterations=2)
+        k, res, _ = _phases_at(ests, specs, k, equal_steps)
         k_out[a] = k
         for i, (ph, m, s, _) in enumerate(res):
             phases[i, a], mods[i, a], sig[i, a] = ph, m, s
@@ -817,6 +795,24 @@ def _finish(ests: Sequence[_Estimation], ks: np.ndarray, equal_steps: bool) -> l
         SIMParameters(k=k_out, phases=phases[i], modulation=mods[i], significance=sig[i])
         for i in range(n)
     ]
+
+
+def _phases_at(
+    ests: Sequence[_Estimation], specs: Sequence[np.ndarray], k: np.ndarray, equal_steps: bool
+) -> tuple[np.ndarray, list[tuple[np.ndarray, float, float, np.ndarray]], list[_Field]]:
+    """Each field's phases at ``k`` (:func:`_per_field`), then ``k`` refined once more on the
+    bands separated with the measured phases (kept if it moves less than a spectrum pixel)
+    and the phases again. Returns ``(k, per-field results, the fields' bands so separated)``.
+    """
+    res = _per_field(ests, specs, k, equal_steps)
+    measured = _fields(ests, specs, [r[3] for r in res])
+    if not equal_steps:
+        ny, nx = ests[0].spec.shape[-2:]
+        k2 = _refine_k_pooled(measured, k, iterations=1)
+        if np.hypot(*(k2 - k)) * max(ny, nx) < 1.0:
+            k = k2
+            res = _per_field(ests, specs, k, equal_steps)
+    return k, res, measured
 
 
 def _per_field(
