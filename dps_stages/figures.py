@@ -1,5 +1,8 @@
 """Figures for the report: each stage's images beside the ground truth, a few stages per
-figure (the palette, scale bars and tables live in :mod:`dps_stages.plotting`)."""
+figure (the palette, scale bars and tables live in :mod:`dps_stages.plotting`).
+
+The Snakefile imports :data:`STAGE_GROUPS` from here on every parse: the reading and scoring
+modules (Zarr, Dask, SciPy) are imported inside the functions that draw."""
 
 from __future__ import annotations
 
@@ -9,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dps_stages import io
-from dps_stages.evaluate import OBJECT_TRUTH, find_truths, stage_images
-from dps_stages.metrics import normalise_percentile
 from dps_stages.plotting import (  # noqa: F401  (the report's figure helpers, re-exported)
     MARKERS,
     PALETTE,
@@ -55,6 +55,8 @@ def _panel_scores(metrics: pd.DataFrame | None, stage: str, image: int) -> str:
     decorrelation resolution otherwise (empty without a table)."""
     if metrics is None:
         return ""
+    from dps_stages.evaluate import OBJECT_TRUTH
+
     rows = metrics[(metrics["stage"] == stage) & (metrics["image"] == image)]
     if rows.empty:
         return ""
@@ -92,6 +94,10 @@ def stage_panel(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from dps_stages import io
+    from dps_stages.evaluate import OBJECT_TRUTH, find_truths, stage_images
+    from dps_stages.metrics import normalise_percentile
 
     table = pd.read_csv(metrics, sep="\t") if isinstance(metrics, (str, Path)) else metrics
     columns: list[tuple[str, np.ndarray, float | None]] = []

@@ -33,6 +33,7 @@ import torch
 
 from dps_stages.io import DpsInputError
 from dps_stages.normalise import NORM_PERCENTILES, normalise, percentile_range  # noqa: F401
+from dps_stages.settings import PRECISIONS  # the choices of networks.precision
 
 MODEL_FILE = "model.pt"
 RECORD_FILE = "record.json"
@@ -146,9 +147,6 @@ def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
     return x
 
 
-#: ``networks.precision``: ``auto`` (bf16 where the device computes it natively, else fp32),
-#: ``fp32`` (the exact path: contiguous float32, no autocast), ``bf16``, ``fp16``
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -23,19 +23,21 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
 from dps_stages.io_core import DpsInputError as DpsInputError
-from dps_stages.io_core import _NamedChunks, atomic_path, default_chunks
+from dps_stages.io_core import _is_dask, _NamedChunks, atomic_path, default_chunks
 from dps_stages.io_core import remove_stale_temporaries as remove_stale_temporaries
 from dps_stages.io_tiff import OME_UNITS_NM as OME_UNITS_NM
 from dps_stages.io_tiff import _open_tiff, _read_tiff
 from dps_stages.io_tiff import write_tiff as write_tiff
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_ARRAY = "image"  # name of the array inside a stage's Zarr group
@@ -93,7 +95,9 @@ def write_group(
             target = group.create_array(
                 name, shape=arr.shape, chunks=chunks, dtype=dtype, compressors=_compressor()
             )
-            if isinstance(arr, da.Array):
+            if _is_dask(arr):
+                import dask.array as da
+
                 da.store(arr.astype(dtype).rechunk(chunks), target, lock=False)
             else:
                 target[...] = np.asarray(arr, dtype=dtype)
@@ -144,6 +148,8 @@ def open_stage(path: str | os.PathLike) -> tuple[da.Array, dict[str, Any]]:
         fields = [open_stage(path / series)[0] for series in ome_series(node)]
         if not fields:
             raise DpsInputError(f"{path}: OME-Zarr collection holds no images")
+        import dask.array as da
+
         first = ome_attrs(dict(node[ome_series(node)[0]].attrs))["multiscales"][0]
         return da.stack(fields), _ome_stage_attrs(attrs, first)
     elif "multiscales" in ome:  # OME-Zarr image: full resolution is the first dataset
@@ -183,6 +189,8 @@ def ome_series(group: zarr.Group) -> list[str]:
 
 def _lazy(array: zarr.Array, path: Path) -> da.Array:
     """A dask array over ``array``, one dask chunk per Zarr chunk, errors naming ``path``."""
+    import dask.array as da
+
     chunks = array.chunks if array.ndim else ()
     return da.from_array(_NamedChunks(array, path), chunks=chunks, asarray=True, fancy=False)
 
@@ -274,7 +282,11 @@ def _read_image(
             raise DpsInputError(f"{path}: frames differ in shape ({detail})")
         meta["pixel_size"] = read(files[0])[1]
         meta["files"] = [f.name for f in files]
-        return (da.stack(frames) if lazy else np.stack(frames)), meta
+        if lazy:
+            import dask.array as da
+
+            return da.stack(frames), meta
+        return np.stack(frames), meta
     if path.suffix.lower() in TIFF_SUFFIXES:
         arr, px = _open_tiff(path, tile) if lazy else _read_tiff(path)
         meta["pixel_size"] = px
@@ -331,7 +343,7 @@ def check_image(
     if 0 in shape:
         raise DpsInputError(f"{path}: the image holds no pixels (shape {shape})")
     if finite:
-        if isinstance(arr, da.Array):
+        if _is_dask(arr):
             return arr.map_blocks(_finite_block, str(path), dtype=arr.dtype)
         check_finite(np.asarray(arr), path)
     return arr

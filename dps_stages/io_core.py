@@ -11,14 +11,17 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
+
+if TYPE_CHECKING:
+    import zarr
 
 
 class DpsInputError(ValueError):
@@ -96,3 +99,11 @@ class _NamedChunks:
             raise DpsInputError(
                 f"{self.path}: corrupt or unreadable Zarr chunk ({type(exc).__name__}: {exc})"
             ) from exc
+
+
+def _is_dask(arr: Any) -> bool:
+    """Whether ``arr`` is a Dask array. Dask (with xarray and pandas, about 0.5 s) is imported
+    where a function streams, not when the io modules load (``dps --help`` and the commands
+    that never stream skip it): a Dask array exists only once ``dask.array`` is imported."""
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(arr, dask_array.Array)

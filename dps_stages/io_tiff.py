@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import tifffile
 import zarr
 
-from dps_stages.io_core import DpsInputError, _NamedChunks, atomic_path, default_chunks
+from dps_stages.io_core import DpsInputError, _is_dask, _NamedChunks, atomic_path, default_chunks
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 # --------------------------------------------------------------------------------------------
 # reading
@@ -162,6 +164,8 @@ def _open_tiff(path: Path, tile: int = 1024) -> tuple[da.Array, float | None]:
         raise
     except Exception as exc:  # tifffile raises many kinds for a damaged file
         raise DpsInputError(f"{path}: unreadable TIFF ({type(exc).__name__}: {exc})") from exc
+    import dask.array as da
+
     if len(shape) < 2:
         return da.from_array(np.asarray(source[...]), chunks=-1), px
     return da.from_array(source, chunks=chunks, asarray=True, fancy=False), px
@@ -220,7 +224,7 @@ def write_tiff(
     full shape, then each computed tile's rows go to their place (:class:`_TiffRegion`), so the
     image is never held whole.
     """
-    if not isinstance(image, da.Array):
+    if not _is_dask(image):
         image = np.asarray(image, dtype=np.float32)
     lead = "T" if time_interval else "Z"
     axes = {2: "YX", 3: f"{lead}YX", 4: f"{lead}CYX"}.get(image.ndim)
@@ -239,7 +243,9 @@ def write_tiff(
         metadata["unit"] = "um"
     path = Path(path)
     with atomic_path(path) as tmp:
-        if isinstance(image, da.Array):
+        if _is_dask(image):
+            import dask.array as da
+
             shape = tuple(int(n) for n in image.shape)
             offset, _ = tifffile.imwrite(
                 tmp, shape=shape, dtype="<f4", byteorder="<", returnoffset=True, **kwargs

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dps_stages import io
+from dps_stages.io_core import atomic_path
 
 #: A qualitative palette of 20 colours that stay apart from one another (after Kelly's
 #: colours of maximum contrast, without white and black): one per stage, in DAG order.
@@ -157,7 +157,7 @@ def metrics_figure(full: pd.DataFrame, output: str | Path, object_truth: str = "
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
-    with io.atomic_path(output) as tmp:
+    with atomic_path(output) as tmp:
         fig.savefig(tmp, dpi=120, format=Path(output).suffix.lstrip(".") or "png")
     plt.close(fig)
 
@@ -223,7 +223,7 @@ def summary_html(summary: pd.DataFrame, output: str | Path, title: str = "metric
                 parts.append("</tr>")
             parts.append("</table>")
     parts.append("</div></body></html>")
-    with io.atomic_path(output) as tmp:
+    with atomic_path(output) as tmp:
         Path(tmp).write_text("".join(parts), encoding="utf-8")
 
 

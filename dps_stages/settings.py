@@ -116,6 +116,11 @@ class EvaluateDefaults:
     figure_images: int = 4
 
 
+#: ``networks.precision``: ``auto`` (bf16 where the device computes it natively, else fp32),
+#: ``fp32`` (the exact path: contiguous float32, no autocast), ``bf16``, ``fp16``
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class NetworkRunDefaults:
     """The ``networks`` settings that inference reads: device, inference tile (input pixels),

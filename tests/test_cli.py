@@ -213,3 +213,18 @@ def test_chain_does_not_import_torch():
     code = "import sys, dps_stages.chain, dps_stages.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_parser_imports_neither_torch_nor_dask():
+    """`dps --help` and every command's parser (``dps train <net>``'s flags from the specs
+    included) load no torch and no Dask: they are imported where a command runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dps_stages.cli import build_parser; p = build_parser(); "
+        "p.parse_args(['train', 'psfid', 'out', '--give-params']); "
+        "print(sorted(m for m in ('torch', 'dask.array', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

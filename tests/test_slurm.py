@@ -119,6 +119,14 @@ def submissions(record: Path) -> list[dict]:
     return [e for e in entries if e["cmd"] == "sbatch"]
 
 
+def cancelled(record: Path) -> list[str]:
+    """The job ids that ``scancel`` was asked to cancel."""
+    if not record.exists():
+        return []
+    entries = [json.loads(line) for line in record.read_text().splitlines()]
+    return [i for e in entries if e["cmd"] == "scancel" for i in e["argv"]]
+
+
 def option(argv: list[str], flag: str) -> str | None:
     """The value of ``flag`` in an sbatch command line (``--flag value`` or ``--flag=value``)."""
     for i, arg in enumerate(argv):
@@ -175,8 +183,13 @@ def slurm_run(tmp_path_factory):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # Snakemake cancels its jobs (scancel) and exits
+            # once the cancellation is recorded, the rest of its exit is the SLURM plugin's
+            # status thread finishing a sleep of up to 11 s: not waited for
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline and not cancelled(record):
+                time.sleep(0.2)
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -231,6 +244,13 @@ def test_retries_scale_memory_and_time_with_the_attempt(slurm_run):
         assert int(option(second[0], "--mem")) == 2 * int(option(first[0], "--mem"))
         assert int(option(second[0], "-t")) == 2 * int(option(first[0], "-t"))
         assert option(second[0], "-p") == "gpu_test"
+
+
+def test_an_interrupted_run_cancels_its_jobs(slurm_run):
+    """Ctrl-C (SIGINT) cancels the jobs still queued: the second attempts."""
+    work, subs, log = slurm_run
+    second = {str(s["id"]) for s in subs if attempt(s["argv"]) == 2}
+    assert second and second <= set(cancelled(work / "sbatch.jsonl")), log[-3000:]
 
 
 def test_trivial_rules_run_locally(slurm_run):

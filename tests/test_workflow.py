@@ -66,6 +66,28 @@ def test_default_config_dry_run_and_lint():
     assert "Lints for" not in lint.stdout + lint.stderr
 
 
+def test_workflow_imports_no_torch():
+    """What the rule files import from dps_stages (on every parse of the Snakefile, once per
+    `snakemake` call) loads no torch, Dask or SciPy; the registry's specs, read as the rules
+    read them, stay plain data (their home, with torch, is imported where a network trains)."""
+    lines = [
+        line
+        for smk in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+        for line in smk.read_text().splitlines()
+        if re.match(r"(from|import) dps_stages\b", line)
+    ]
+    assert any("registry" in line for line in lines), lines
+    code = "\n".join([
+        "import sys", *lines,
+        "from dps_stages.nets.registry import REGISTRY",
+        "for s in REGISTRY.values():",
+        "    (s.name, s.data, s.inputs, s.loss_terms, s.settings, s.variants, s.sim_method)",
+        "print(sorted(m for m in ('torch', 'dask.array', 'scipy') if m in sys.modules))",
+    ])  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_default_profile_is_loaded(tmp_path):
     """profiles/default beside the Snakefile is where Snakemake looks: rerun-incomplete on."""
     from snakemake.cli import parse_args

@@ -31,7 +31,7 @@ from pathlib import Path  # noqa: E402
 from dps_stages import __version__  # noqa: E402
 from dps_stages.cli import adapt, calibrate, reconstruct, stages  # noqa: E402
 from dps_stages.cli.common import level_key  # noqa: E402
-from dps_stages.io import DpsInputError  # noqa: E402
+from dps_stages.io_core import DpsInputError  # noqa: E402
 
 __all__ = ["build_parser", "level_key", "main"]
 
@@ -65,10 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     created are removed (each write is atomic, so a failed one leaves only its temporary,
     which :func:`dps_stages.io.atomic_path` removes). ``-v`` also logs the traceback.
     """
-    from dps_stages.cli import checks
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    from dps_stages.cli import checks  # (after the parse: `--help` needs no I/O modules)
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

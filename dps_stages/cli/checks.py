@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dps_stages.io import DpsInputError, check_distinct
+from dps_stages.io_core import DpsInputError
 
 #: the highest numerical aperture of any objective: NA = n sin(theta) <= n of the immersion,
 #: and the highest-index immersion objectives (n = 1.78 fluids) reach NA 1.7
@@ -84,6 +84,8 @@ def check_args(args: argparse.Namespace) -> None:
         )
     if args.command == "simulate":
         _check_simulate(args)
+    from dps_stages.io import check_distinct
+
     check_distinct(input_paths(args), output_paths(args))
 
 

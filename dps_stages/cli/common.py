@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dps_stages import __version__, settings
-from dps_stages.io import DpsInputError
+from dps_stages.io_core import DpsInputError
 
 # --------------------------------------------------------------------------------------------
 # option types: a bad value is an argparse error (exit 2) naming the option

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dps_stages.io import DpsInputError
+from dps_stages.io_core import DpsInputError
 
 log = logging.getLogger("dps")
 
@@ -323,7 +323,7 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
 def _add_inference_tiling(p: argparse.ArgumentParser) -> None:
     """How a network runs over an image: tile edge, tiles per forward pass, precision."""
     from dps_stages.cli.common import _count, _option
-    from dps_stages.inference import PRECISIONS
+    from dps_stages.settings import PRECISIONS
 
     _option(p, "--tile", key="networks.tile", type=_count, help="tile edge in input pixels")
     _option(p, "--batch", key="networks.batch", type=_count,

@@ -30,7 +30,7 @@ from dps_stages.cli.common import (
     _write_any,
     level_key,
 )
-from dps_stages.io import DpsInputError
+from dps_stages.io_core import DpsInputError
 
 log = logging.getLogger("dps")
 

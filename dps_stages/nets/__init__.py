@@ -1,6 +1,7 @@
 """The networks of the chain, by name: DPS (Ye et al., Intelligent Computing 2024), OIDN and
-PSF identification. Each has one home, ``dps_stages/nets/<net>.py`` (its module and its
-:class:`~dps_stages.nets.spec.NetworkSpec`), and one line in :mod:`dps_stages.nets.registry`.
+PSF identification. Each has one home, ``dps_stages/nets/<net>.py`` (its module, presets,
+training pairs and loss), and its :class:`~dps_stages.nets.spec.NetworkSpec` (plain data, no
+torch) in :mod:`dps_stages.nets.registry`.
 
 ===========  ===================  =======================================  =====
 name         class                input -> output                          scale
@@ -25,19 +26,22 @@ and :func:`default_arch`, small enough to train in minutes on a CPU.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from dps_stages.nets.artifact import ArtifactNet
-from dps_stages.nets.blocks import LocalNet, Reach
-from dps_stages.nets.denoise import DenoiseNet
-from dps_stages.nets.oidn import OIDN
-from dps_stages.nets.psfnet import PSFNet
 from dps_stages.nets.registry import REGISTRY, get
-from dps_stages.nets.resudbpn import ResUDBPN
-from dps_stages.nets.resunet import ResUNet
-from dps_stages.nets.simnet import SIMNet
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dps_stages.nets.artifact import ArtifactNet
+    from dps_stages.nets.blocks import LocalNet, Reach
+    from dps_stages.nets.denoise import DenoiseNet
+    from dps_stages.nets.oidn import OIDN
+    from dps_stages.nets.psfnet import PSFNet
+    from dps_stages.nets.resudbpn import ResUDBPN
+    from dps_stages.nets.resunet import ResUNet
+    from dps_stages.nets.simnet import SIMNet
 
 __all__ = [
     "NETWORKS",
@@ -58,8 +62,29 @@ __all__ = [
     "paper_arch",
 ]
 
-#: network name -> module class, from the registry (:mod:`dps_stages.nets.registry`)
-NETWORKS: dict[str, type[LocalNet]] = {name: spec.cls for name, spec in REGISTRY.items()}
+#: where each class lives; imported (with torch) on first use, so that the registry and the
+#: specs stay torch-free (the Snakefile imports them)
+_LAZY = {
+    "ArtifactNet": "dps_stages.nets.artifact",
+    "DenoiseNet": "dps_stages.nets.denoise",
+    "LocalNet": "dps_stages.nets.blocks",
+    "OIDN": "dps_stages.nets.oidn",
+    "PSFNet": "dps_stages.nets.psfnet",
+    "Reach": "dps_stages.nets.blocks",
+    "ResUDBPN": "dps_stages.nets.resudbpn",
+    "ResUNet": "dps_stages.nets.resunet",
+    "SIMNet": "dps_stages.nets.simnet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The classes and :data:`NETWORKS` (network name -> module class, from the registry),
+    imported on first use."""
+    if name == "NETWORKS":
+        return {n: spec.cls for n, spec in REGISTRY.items()}
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build(name: str, arch: dict[str, Any] | None = None) -> LocalNet:

@@ -12,16 +12,12 @@ from typing import Any
 
 from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet, backbone_presets
-from dps_stages.nets.spec import (
-    SSIM_TERM,
-    TARGET,
-    LossTerm,
-    NetworkSpec,
-    TrainContext,
-    TrainDefaults,
-)
+from dps_stages.nets.spec import TrainContext
 
-__all__ = ["SPEC", "ArtifactNet"]
+__all__ = ["PRESETS", "ArtifactNet", "train_loss", "train_pairs"]
+
+#: CPU scale: 144 k parameters, halo 24; paper scale: 17.19 M, halo 96
+PRESETS = backbone_presets()
 
 
 class ArtifactNet(ResUNet):
@@ -32,7 +28,7 @@ class ArtifactNet(ResUNet):
         self.arch = self.init_arguments()
 
 
-def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+def train_pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """The chain's SIM reconstruction -> the 2x truth of ``--target``
     (:func:`dps_stages.pairs.artifact_pairs`)."""
     a = ctx.args
@@ -50,29 +46,9 @@ def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     )
 
 
-def _loss(ctx: TrainContext) -> Any:
+def train_loss(ctx: TrainContext) -> Any:
     from dps_stages.losses import ArtifactLoss, PerceptualLoss
 
     perceptual = PerceptualLoss(ctx.args.vgg16_weights, seed=ctx.args.seed)
     w = ctx.weights
     return ArtifactLoss(perceptual, w_perceptual=w["perceptual"], w_ssim=w["ssim"])
-
-
-SPEC = NetworkSpec(
-    name="artifact",
-    id=3,
-    cls=ArtifactNet,
-    # CPU scale: 144 k parameters, halo 24; paper scale: 17.19 M, halo 96
-    **backbone_presets(),
-    summary="SIM image with artifacts -> artifact-free image (1x)",
-    pairs=_pairs,
-    loss=_loss,
-    loss_terms=(
-        LossTerm("perceptual", 1.0, "--w-perceptual", "weight of the VGG16 feature loss"),
-        SSIM_TERM,
-    ),
-    inputs=frozenset({"denoise_model", "sim_model", "sim_options", "vgg16_weights"}),
-    settings=(TARGET,),
-    # the perceptual loss converges slower than the others (the default run's budget)
-    defaults=TrainDefaults(steps=450),
-)

@@ -13,9 +13,12 @@ from typing import Any
 
 from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet, backbone_presets
-from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.spec import TrainContext
 
-__all__ = ["SPEC", "DenoiseNet"]
+__all__ = ["PRESETS", "DenoiseNet", "train_loss", "train_pairs"]
+
+#: CPU scale: 146 k parameters, halo 24; paper scale: 17.20 M, halo 96
+PRESETS = backbone_presets(frames=9)
 
 
 class DenoiseNet(ResUNet):
@@ -29,30 +32,13 @@ class DenoiseNet(ResUNet):
         self.arch = self.init_arguments()
 
 
-def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+def train_pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """Noisy frames -> their expected value (:func:`dps_stages.pairs.denoise_pairs`)."""
     return pairs.denoise_pairs(path)
 
 
-def _loss(ctx: TrainContext) -> Any:
+def train_loss(ctx: TrainContext) -> Any:
     from dps_stages.losses import DenoiseLoss
 
     w = ctx.weights
     return DenoiseLoss(a=w["ssim"], b=w["l1"], e=w["fft"])
-
-
-SPEC = NetworkSpec(
-    name="denoise",
-    id=1,
-    cls=DenoiseNet,
-    # CPU scale: 146 k parameters, halo 24; paper scale: 17.20 M, halo 96
-    **backbone_presets(frames=9),
-    summary="9 raw SIM frames -> 9 denoised frames (1x)",
-    pairs=_pairs,
-    loss=_loss,
-    loss_terms=(
-        LossTerm("ssim", 1.0, "--w-ssim", "a, weight of 1 - SSIM"),
-        LossTerm("l1", 1.0, "--w-l1", "b, weight of L1"),
-        LossTerm("fft", 0.1, "--w-fft", "e, weight of L1 of |FFT(x) - FFT(y)|"),
-    ),
-)

@@ -85,7 +85,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dps_stages import pairs
-from dps_stages.nets.spec import TARGET, LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.spec import TrainContext
 from dps_stages.physics import Blur
 
 __all__ = [
@@ -94,7 +94,7 @@ __all__ = [
     "DEFAULT_ARCH",
     "OIDN",
     "PAPER_ARCH",
-    "SPEC",
+    "PRESETS",
     "FrequencyBranch",
     "RadialPSF",
 ]
@@ -123,6 +123,7 @@ PAPER_ARCH: dict[str, Any] = {
     "n_radial": 11,
     "psf_sigma": 1.0,
 }
+PRESETS = {"small": DEFAULT_ARCH, "paper": PAPER_ARCH}
 
 
 def _inverse_softplus(p: Tensor) -> Tensor:
@@ -397,14 +398,14 @@ class OIDN(nn.Module):
         )
 
 
-def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+def train_pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """The SIM network's pairs: denoised frames -> 2x ground truth."""
     return pairs.sim_pairs(
         path, ctx.args.denoise_model, restore=ctx.restore, target=ctx.args.target
     )
 
 
-def _loss(ctx: TrainContext) -> Any:
+def train_loss(ctx: TrainContext) -> Any:
     """:class:`dps_stages.losses.OIDNLoss`; the learned PSF starts from the theoretical srPSF
     on the 2x grid."""
     from dps_stages.losses import OIDNLoss
@@ -423,24 +424,3 @@ def _loss(ctx: TrainContext) -> Any:
     return OIDNLoss(
         w=w["w"], psf_weight=w["psf"], charbonnier_weight=w["charbonnier"], init_psf=init
     )
-
-
-SPEC = NetworkSpec(
-    name="oidn",
-    id=5,
-    cls=OIDN,
-    small=DEFAULT_ARCH,
-    paper=PAPER_ARCH,
-    summary="9 (denoised) frames -> SIM image (2x), learned PSF (Jin et al. 2024)",
-    pairs=_pairs,
-    loss=_loss,
-    loss_terms=(
-        LossTerm("w", 0.8, "--w-oidn", "w of w L1 + (1 - w)(1 - SSIM)", maximum=1.0),
-        LossTerm("psf", 1e-3, "--w-psf", "weight of the PSF prior (CE + RS)"),
-        LossTerm("charbonnier", 0.01, "--w-charbonnier", "Charbonnier loss of the FFT difference"),
-    ),
-    inputs=frozenset({"denoise_model"}),
-    sim_method="oidn",
-    settings=(TARGET,),
-    depth_key="groups",  # OIDN's depth is its number of residual groups
-)

@@ -47,9 +47,18 @@ import torch
 from torch import nn
 
 from dps_stages.nets.blocks import LocalNet, Window
-from dps_stages.nets.spec import LossTerm, NetworkSpec, Setting, TrainContext, TrainDefaults
+from dps_stages.nets.spec import TrainContext
 
-__all__ = ["DEFAULT_ARCH", "PAPER_ARCH", "SPEC", "PSFNet", "encoder_channels"]
+__all__ = [
+    "DEFAULT_ARCH",
+    "PAPER_ARCH",
+    "PRESETS",
+    "PSFNet",
+    "adapt_arch",
+    "encoder_channels",
+    "train_loss",
+    "train_pairs",
+]
 
 #: CPU scale: 418 k parameters (418 k + 288 with ``in_channels=3``). Forward + backward of a
 #: batch of 16 x 64 x 64 takes about 90 ms on one core; with the data drawn on the fly (about
@@ -60,6 +69,7 @@ DEFAULT_ARCH: dict = {"in_channels": 1, "patch": 64, "psf_size": 21, "width": 16
 #: same network at four times the width and one level deeper, on 128 px patches and a 25 px
 #: PSF.
 PAPER_ARCH: dict = {"in_channels": 1, "patch": 128, "psf_size": 25, "width": 64, "depth": 5}
+PRESETS = {"small": DEFAULT_ARCH, "paper": PAPER_ARCH}
 
 
 def encoder_channels(width: int, depth: int) -> list[int]:
@@ -163,7 +173,7 @@ class PSFNet(LocalNet):
         raise NotImplementedError("PSFNet is global: tiled inference does not apply")
 
 
-def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+def train_pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """Examples drawn on the fly (:class:`dps_stages.psf_id.PSFData`: random Zernike PSFs,
     simulated structures and natural images, the camera chain); validation from seed + 1."""
     from dps_stages.psf_id import PSFData
@@ -174,43 +184,12 @@ def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
                    give_params=a.give_params, seed=a.seed + int(validation))  # fmt: skip
 
 
-def _loss(ctx: TrainContext) -> Any:
+def train_loss(ctx: TrainContext) -> Any:
     from dps_stages.psf_id import PSFIdentificationLoss
 
     return PSFIdentificationLoss(lam=ctx.weights["reblur"])
 
 
-def _adapt_arch(args: argparse.Namespace, arch: dict[str, Any]) -> dict[str, Any]:
+def adapt_arch(args: argparse.Namespace, arch: dict[str, Any]) -> dict[str, Any]:
     """Input channels (3 when told the optics) and the patch it reads."""
     return arch | {"in_channels": 3 if args.give_params else 1, "patch": args.patch}
-
-
-def _cli_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--give-params", action="store_true",
-                   help="the network also reads fc and theta_max (known optics)")  # fmt: skip
-
-
-SPEC = NetworkSpec(
-    name="psfid",
-    id=6,
-    cls=PSFNet,
-    small=DEFAULT_ARCH,
-    paper=PAPER_ARCH,
-    summary="blurred noisy image -> its PSF (Nguyen, Sarron, Escande, Weiss)",
-    pairs=_pairs,
-    loss=_loss,
-    loss_terms=(LossTerm("reblur", 1.0, "--w-reblur", "lambda of ||h_hat * x - y||_1"),),
-    data="generated",
-    settings=(
-        Setting(
-            "theta_max",
-            0.15,
-            "--theta-max",
-            "largest Zernike coefficient of the training PSFs, waves",
-            exclusive_minimum=0,
-        ),
-    ),  # fmt: skip
-    adapt_arch=_adapt_arch,
-    cli_flags=_cli_flags,
-    defaults=TrainDefaults(steps=600, batch=16),  # 600 x 16 generated examples (above)
-)

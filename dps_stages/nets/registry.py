@@ -1,17 +1,29 @@
 """The registry of the networks: one :class:`~dps_stages.nets.spec.NetworkSpec` per network.
 
-Adding a network: write its home ``dps_stages/nets/<net>.py`` (the module, its presets, its
-pair builder and loss, its ``SPEC``) and add one line below. ``dps train <net>``, the
+Adding a network: write its home ``dps_stages/nets/<net>.py`` (the module, its ``PRESETS``,
+its ``train_pairs`` and ``train_loss``) and declare its spec below. ``dps train <net>``, the
 Snakemake rule ``train_<net>``, the schema block ``networks.<net>`` and every list of names
 (:data:`NAMES`, :data:`NET_IDS`, :data:`SIM_NETWORKS`, ``dps_stages.nets.NETWORKS``) follow.
+
+This module and the specs are plain data and import no torch: the Snakefile reads them on
+every parse, ``dps --help`` builds its parsers from them. A spec imports its home (and torch)
+only when its architecture, presets, pairs or loss are asked for.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
-from dps_stages.nets import artifact, denoise, oidn, psfnet, resudbpn, simnet
-from dps_stages.nets.spec import NetworkSpec
+from dps_stages.nets.spec import (
+    L1_TERM,
+    SSIM_TERM,
+    TARGET,
+    LossTerm,
+    NetworkSpec,
+    Setting,
+    TrainDefaults,
+)
 
 __all__ = [
     "MODELS",
@@ -23,16 +35,109 @@ __all__ = [
     "network_schema",
 ]
 
+
+def _psfid_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--give-params", action="store_true",
+                   help="the network also reads fc and theta_max (known optics)")  # fmt: skip
+
+
 #: every network, in chain order: name -> spec
 REGISTRY: dict[str, NetworkSpec] = {
     s.name: s
     for s in (
-        denoise.SPEC,
-        simnet.SPEC,
-        artifact.SPEC,
-        resudbpn.SPEC,
-        oidn.SPEC,
-        psfnet.SPEC,
+        NetworkSpec(
+            name="denoise",
+            id=1,
+            home="dps_stages.nets.denoise",
+            model="DenoiseNet",
+            summary="9 raw SIM frames -> 9 denoised frames (1x)",
+            loss_terms=(
+                LossTerm("ssim", 1.0, "--w-ssim", "a, weight of 1 - SSIM"),
+                LossTerm("l1", 1.0, "--w-l1", "b, weight of L1"),
+                LossTerm("fft", 0.1, "--w-fft", "e, weight of L1 of |FFT(x) - FFT(y)|"),
+            ),
+        ),
+        NetworkSpec(
+            name="sim",
+            id=2,
+            home="dps_stages.nets.simnet",
+            model="SIMNet",
+            summary="9 (denoised) frames -> SIM image (2x)",
+            loss_terms=(SSIM_TERM, L1_TERM),
+            inputs=frozenset({"denoise_model"}),
+            sim_method="dps",
+            settings=(TARGET,),
+        ),
+        NetworkSpec(
+            name="artifact",
+            id=3,
+            home="dps_stages.nets.artifact",
+            model="ArtifactNet",
+            summary="SIM image with artifacts -> artifact-free image (1x)",
+            loss_terms=(
+                LossTerm("perceptual", 1.0, "--w-perceptual", "weight of the VGG16 feature loss"),
+                SSIM_TERM,
+            ),
+            inputs=frozenset({"denoise_model", "sim_model", "sim_options", "vgg16_weights"}),
+            settings=(TARGET,),
+            # the perceptual loss converges slower than the others (the default run's budget)
+            defaults=TrainDefaults(steps=450),
+        ),
+        NetworkSpec(
+            name="resudbpn",
+            id=4,
+            home="dps_stages.nets.resudbpn",
+            model="ResUDBPN",
+            summary="image -> resolution-extended image (2x), self-supervised",
+            loss_terms=(
+                LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM of the re-blurred output"),
+                LossTerm("hessian", 0.01, "--beta-hessian", "beta of the Hessian penalty"),
+                LossTerm("sparsity", 0.01, "--beta-l1", "beta of the L1 norm"),
+            ),
+            data="simulated_or_images",
+            inputs=frozenset({"psf"}),
+            # SIM images (srPSF on the 2x grid) and widefield images (Airy PSF)
+            variants={"resudbpn": ("--psf", "sr"), "resudbpn_widefield": ("--psf", "airy")},
+        ),
+        NetworkSpec(
+            name="oidn",
+            id=5,
+            home="dps_stages.nets.oidn",
+            model="OIDN",
+            summary="9 (denoised) frames -> SIM image (2x), learned PSF (Jin et al. 2024)",
+            loss_terms=(
+                LossTerm("w", 0.8, "--w-oidn", "w of w L1 + (1 - w)(1 - SSIM)", maximum=1.0),
+                LossTerm("psf", 1e-3, "--w-psf", "weight of the PSF prior (CE + RS)"),
+                LossTerm(
+                    "charbonnier", 0.01, "--w-charbonnier", "Charbonnier loss of the FFT difference"
+                ),
+            ),
+            inputs=frozenset({"denoise_model"}),
+            sim_method="oidn",
+            settings=(TARGET,),
+            depth_key="groups",  # OIDN's depth is its number of residual groups
+        ),
+        NetworkSpec(
+            name="psfid",
+            id=6,
+            home="dps_stages.nets.psfnet",
+            model="PSFNet",
+            summary="blurred noisy image -> its PSF (Nguyen, Sarron, Escande, Weiss)",
+            loss_terms=(LossTerm("reblur", 1.0, "--w-reblur", "lambda of ||h_hat * x - y||_1"),),
+            data="generated",
+            settings=(
+                Setting(
+                    "theta_max",
+                    0.15,
+                    "--theta-max",
+                    "largest Zernike coefficient of the training PSFs, waves",
+                    exclusive_minimum=0,
+                ),
+            ),
+            cli_flags=_psfid_flags,
+            # 600 x 16 generated examples (dps_stages.nets.psfnet)
+            defaults=TrainDefaults(steps=600, batch=16),
+        ),
     )
 }
 

@@ -54,10 +54,14 @@ from dps_stages.nets.blocks import (
     res_stack,
     trace_reach,
 )
+from dps_stages.nets.registry import get
 from dps_stages.nets.resunet import backbone_presets, level_channels
-from dps_stages.nets.spec import LossTerm, NetworkSpec, TrainContext
+from dps_stages.nets.spec import TrainContext
 
-__all__ = ["SPEC", "ResUDBPN"]
+__all__ = ["PRESETS", "ResUDBPN", "train_loss", "train_pairs"]
+
+#: CPU scale: 416 k parameters, halo 64; paper scale: 34.97 M, halo 176
+PRESETS = backbone_presets(in_channels=1, last={"residual": True, "positive": True})
 
 
 def _resize(cin: int, cout: int) -> nn.Module:
@@ -176,7 +180,7 @@ def loss_psf(ctx: TrainContext, pixel_size: float) -> tuple[np.ndarray, dict[str
     return psf.astype(np.float32), info
 
 
-def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+def train_pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """Self-supervised: simulated SIM-like (``--psf sr``, 2x grid) or widefield-like images
     (camera grid) with photon noise, or a user's own images."""
     if not ctx.simulated:
@@ -185,34 +189,15 @@ def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     pixel = ctx.optics.pixel_size / 2 if grid == "2x" else ctx.optics.pixel_size
     # the PSF that makes the images: untruncated, on the truth's grid
     psf = ctx.psf_for(pixel, False)
-    return pairs.dbpn_pairs_simulated(path, psf, ctx.args.seed, grid=grid, stream=SPEC.id)
+    return pairs.dbpn_pairs_simulated(
+        path, psf, ctx.args.seed, grid=grid, stream=get("resudbpn").id
+    )
 
 
-def _loss(ctx: TrainContext) -> Any:
+def train_loss(ctx: TrainContext) -> Any:
     from dps_stages.losses import DBPNLoss
 
     psf, info = loss_psf(ctx, _image_pixel(ctx))
     ctx.record["psf"] = info
     w = ctx.weights
     return DBPNLoss(psf, beta_hessian=w["hessian"], beta_l1=w["sparsity"], w_ssim=w["ssim"])
-
-
-SPEC = NetworkSpec(
-    name="resudbpn",
-    id=4,
-    cls=ResUDBPN,
-    # CPU scale: 416 k parameters, halo 64; paper scale: 34.97 M, halo 176
-    **backbone_presets(in_channels=1, last={"residual": True, "positive": True}),
-    summary="image -> resolution-extended image (2x), self-supervised",
-    pairs=_pairs,
-    loss=_loss,
-    loss_terms=(
-        LossTerm("ssim", 1.0, "--w-ssim", "weight of 1 - SSIM of the re-blurred output"),
-        LossTerm("hessian", 0.01, "--beta-hessian", "beta of the Hessian penalty"),
-        LossTerm("sparsity", 0.01, "--beta-l1", "beta of the L1 norm"),
-    ),
-    data="simulated_or_images",
-    inputs=frozenset({"psf"}),
-    # SIM images (srPSF on the 2x grid) and widefield images (Airy PSF)
-    variants={"resudbpn": ("--psf", "sr"), "resudbpn_widefield": ("--psf", "airy")},
-)  # fmt: skip

@@ -12,9 +12,12 @@ from typing import Any
 
 from dps_stages import pairs
 from dps_stages.nets.resunet import ResUNet, backbone_presets
-from dps_stages.nets.spec import L1_TERM, SSIM_TERM, TARGET, NetworkSpec, TrainContext
+from dps_stages.nets.spec import TrainContext
 
-__all__ = ["SPEC", "SIMNet"]
+__all__ = ["PRESETS", "SIMNet", "train_loss", "train_pairs"]
+
+#: CPU scale: 154 k parameters, halo 24; paper scale: 17.34 M, halo 96
+PRESETS = backbone_presets(frames=9)
 
 
 class SIMNet(ResUNet):
@@ -25,30 +28,14 @@ class SIMNet(ResUNet):
         self.arch = self.init_arguments()
 
 
-def _pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
+def train_pairs(ctx: TrainContext, path: Any, validation: bool) -> Any:
     """Denoised frames -> the 2x ground truth (:func:`dps_stages.pairs.sim_pairs`)."""
     return pairs.sim_pairs(
         path, ctx.args.denoise_model, restore=ctx.restore, target=ctx.args.target
     )
 
 
-def _loss(ctx: TrainContext) -> Any:
+def train_loss(ctx: TrainContext) -> Any:
     from dps_stages.losses import SIMLoss
 
     return SIMLoss(ssim=ctx.weights["ssim"], l1=ctx.weights["l1"])
-
-
-SPEC = NetworkSpec(
-    name="sim",
-    id=2,
-    cls=SIMNet,
-    # CPU scale: 154 k parameters, halo 24; paper scale: 17.34 M, halo 96
-    **backbone_presets(frames=9),
-    summary="9 (denoised) frames -> SIM image (2x)",
-    pairs=_pairs,
-    loss=_loss,
-    loss_terms=(SSIM_TERM, L1_TERM),
-    inputs=frozenset({"denoise_model"}),
-    sim_method="dps",
-    settings=(TARGET,),
-)

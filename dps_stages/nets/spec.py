@@ -9,16 +9,20 @@ training rules, the schema's ``networks.<net>`` block and every list of names ar
 the specs of :mod:`dps_stages.nets.registry` (in the spirit of CSBDeep's ``Config`` plus model
 object: a model is rebuilt from a name and a plain-typed configuration).
 
-This module imports no other part of ``dps_stages``: each network's home
-(``dps_stages/nets/<net>.py``) imports it to declare its spec.
+A spec is plain data: its names, config keys, loss terms and inputs are read without torch (the
+Snakefile parses them for every ``snakemake`` call, ``dps --help`` builds its parsers from
+them). What needs torch, the architecture class, its presets, the pair builder and the loss,
+lives in the network's home (``dps_stages/nets/<net>.py``), which the spec names and imports
+on first use (:attr:`NetworkSpec.module`). This module imports no other part of ``dps_stages``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 __all__ = [
@@ -140,28 +144,26 @@ class NetworkSpec:
     """One network of the chain (see the module docstring).
 
     ``name``: its name on the command line, in the config and in model folders; ``id``: a
-    small integer, unique, that seeds its training (never reuse one); ``cls``: the
-    :class:`torch.nn.Module` built as ``cls(**arch)``; ``small`` / ``paper``: architecture
-    presets; ``summary``: input -> output, one line; ``pairs`` / ``loss``: see
-    :data:`PairsFn`, :data:`LossFn`; ``loss_terms``: its own weights only; ``data``: one of
-    :data:`DATA_KINDS`; ``inputs``: a subset of :data:`INPUTS`; ``settings``: its own extra
-    config keys; ``defaults``: the training budget; ``sim_method``: the value of
-    ``networks.sim_method`` that selects this network as the SIM reconstruction (``None``:
-    not a SIM method); ``depth_key``: the architecture key that ``--depth`` sets;
-    ``variants``: model folders trained from this spec and the ``dps train`` options that
-    make each (default: one model named after the network); ``adapt_arch(args, arch)``: the
-    architecture completed from the options (``None``: as it is); ``cli_flags(parser)``:
-    command-line options of its own that are not config keys.
+    small integer, unique, that seeds its training (never reuse one); ``home``: the module of
+    its architecture and training (imported on first use, :attr:`module`), which defines the
+    class ``model`` (a :class:`torch.nn.Module` built as ``cls(**arch)``), ``PRESETS`` (the
+    ``small`` and ``paper`` architectures), ``train_pairs`` (:data:`PairsFn`), ``train_loss``
+    (:data:`LossFn`) and optionally ``adapt_arch(args, arch)`` (the architecture completed
+    from the options); ``summary``: input -> output, one line; ``loss_terms``: its own weights
+    only; ``data``: one of :data:`DATA_KINDS`; ``inputs``: a subset of :data:`INPUTS`;
+    ``settings``: its own extra config keys; ``defaults``: the training budget;
+    ``sim_method``: the value of ``networks.sim_method`` that selects this network as the SIM
+    reconstruction (``None``: not a SIM method); ``depth_key``: the architecture key that
+    ``--depth`` sets; ``variants``: model folders trained from this spec and the ``dps train``
+    options that make each (default: one model named after the network); ``cli_flags(parser)``:
+    command-line options of its own that are not config keys (argparse only, no torch).
     """
 
     name: str
     id: int
-    cls: type
-    small: Mapping[str, Any]
-    paper: Mapping[str, Any]
+    home: str
+    model: str
     summary: str
-    pairs: PairsFn
-    loss: LossFn
     loss_terms: tuple[LossTerm, ...]
     data: str = "simulated"
     inputs: frozenset[str] = frozenset()
@@ -170,7 +172,6 @@ class NetworkSpec:
     sim_method: str | None = None
     depth_key: str = "depth"
     variants: Mapping[str, tuple[str, ...]] | None = None
-    adapt_arch: Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]] | None = None
     cli_flags: Callable[[argparse.ArgumentParser], None] | None = None
 
     def __post_init__(self) -> None:
@@ -179,10 +180,43 @@ class NetworkSpec:
         unknown = set(self.inputs) - set(INPUTS)
         if unknown:
             raise ValueError(f"{self.name}: unknown inputs {sorted(unknown)}; known {INPUTS}")
-        object.__setattr__(self, "small", _frozen(self.small))
-        object.__setattr__(self, "paper", _frozen(self.paper))
         object.__setattr__(self, "inputs", frozenset(self.inputs))
         object.__setattr__(self, "variants", _frozen(self.variants or {self.name: ()}))
+
+    @property
+    def module(self) -> ModuleType:
+        """Its home, imported on first use (it imports torch)."""
+        return importlib.import_module(self.home)
+
+    @property
+    def cls(self) -> type:
+        """The architecture class (``model`` of its home)."""
+        return getattr(self.module, self.model)
+
+    @property
+    def small(self) -> Mapping[str, Any]:
+        """The CPU-scale architecture preset (read-only)."""
+        return _frozen(self.module.PRESETS["small"])
+
+    @property
+    def paper(self) -> Mapping[str, Any]:
+        """The paper-scale architecture preset (read-only)."""
+        return _frozen(self.module.PRESETS["paper"])
+
+    @property
+    def pairs(self) -> PairsFn:
+        """Its pair builder (``train_pairs`` of its home)."""
+        return self.module.train_pairs
+
+    @property
+    def loss(self) -> LossFn:
+        """Its loss builder (``train_loss`` of its home)."""
+        return self.module.train_loss
+
+    @property
+    def adapt_arch(self) -> Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]] | None:
+        """The architecture completed from the options (``adapt_arch`` of its home, if any)."""
+        return getattr(self.module, "adapt_arch", None)
 
     @property
     def tiles(self) -> bool:
