@@ -234,8 +234,9 @@ def _refine_k_pooled(fields: Sequence[_Field], k0: np.ndarray, iterations: int =
 
     Several fields sharing one wave vector (one acquisition): with one field the criterion
     is ``|rho(s)|``. With fields ``i`` that share ``k`` but not the object, phase or
-    brightness, each overlap ``rho_i(s) = A_i u_i(s)`` has its own unknown complex amplitude ``A_i`` and, for white noise in ``C_+1``
-    of power ``N_i`` per coefficient, a noise variance ``var_i ~ N_i sum_r |a_i(r)|^2``.
+    brightness, each overlap ``rho_i(s) = A_i u_i(s)`` has its own unknown complex
+    amplitude ``A_i`` and, for white noise in ``C_+1`` of power ``N_i`` per coefficient, a
+    noise variance ``var_i ~ N_i sum_r |a_i(r)|^2``.
     Maximising the likelihood over the ``A_i`` (matched filter with an unknown amplitude per
     field: Kay, *Fundamentals of Statistical Signal Processing* II, Sec. 7.6) leaves
     ``L(s) = sum_i |rho_i(s)|^2 / var_i``, whose maximum is searched the same way
