@@ -173,6 +173,12 @@ def slurm_run(tmp_path_factory):
     proc = subprocess.Popen(
         command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+
+    def all_cancelled() -> bool:
+        queued = {str(s["id"]) for s in submissions(record) if attempt(s["argv"]) == 2}
+        done = set(cancelled(record))
+        return bool(done) and queued <= done
+
     deadline = time.monotonic() + 150
     try:
         # until the five submissions (four jobs and one group) are recorded a second time
@@ -183,10 +189,10 @@ def slurm_run(tmp_path_factory):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # Snakemake cancels its jobs (scancel) and exits
-            # once the cancellation is recorded, the rest of its exit is the SLURM plugin's
-            # status thread finishing a sleep of up to 11 s: not waited for
-            deadline = time.monotonic() + 30
-            while proc.poll() is None and time.monotonic() < deadline and not cancelled(record):
+            # once every queued job's cancellation is recorded, the rest of its exit is the
+            # SLURM plugin's status thread finishing a sleep of up to 11 s: not waited for
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline and not all_cancelled():
                 time.sleep(0.2)
             try:
                 proc.wait(timeout=1)
