@@ -191,7 +191,7 @@ def slurm_run(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGINT)  # Snakemake cancels its jobs (scancel) and exits
             # once every queued job's cancellation is recorded, the rest of its exit is the
             # SLURM plugin's status thread finishing a sleep of up to 11 s: not waited for
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120  # a loaded machine answers slowly
             while proc.poll() is None and time.monotonic() < deadline and not all_cancelled():
                 time.sleep(0.2)
             try:
