@@ -33,7 +33,7 @@ GPU_RULES = {"infer", "identify_psf", "adapt"}
 
 #: one stand-in for every SLURM command the plugin calls, dispatched on its own name
 STAND_IN = r"""
-import json, os, sys
+import json, os, re, sys
 from pathlib import Path
 
 record = Path(os.environ["FAKE_SLURM_RECORD"])
@@ -51,7 +51,12 @@ elif name in ("sacct", "squeue") and any("State" in a or "%T" in a for a in args
     for line in lines:
         entry = json.loads(line)
         if entry["cmd"] == "sbatch":
-            print(f"{entry['id']}|{os.environ.get('FAKE_SLURM_STATE', 'RUNNING')}")
+            # first attempts end in FAKE_SLURM_STATE; retries stay queued until cancelled, so
+            # that the interrupt always finds them (they failed again within seconds before)
+            attempt = re.search(r"--attempt (\d+)", " ".join(entry["argv"]))
+            retry = attempt is not None and int(attempt.group(1)) > 1
+            state = "PENDING" if retry else os.environ.get("FAKE_SLURM_STATE", "RUNNING")
+            print(f"{entry['id']}|{state}")
 elif name == "sacct" and "-j" in args:  # the reason of a failed job
     print(os.environ.get("FAKE_SLURM_STATE", ""))
 elif name in ("sacct", "sacctmgr", "sshare"):  # the account
