@@ -54,27 +54,3 @@ def test_progress_bar_redraws_at_most_once_a_second():
     from dps_stages.cli.common import _progress
 
     assert _progress()._dt >= 1.0
-
-
-def test_progress_bar_into_a_log_file_redraws_rarely(tmp_path, monkeypatch):
-    """Into a file (a rule's log) the bar is redrawn every 30 s, on a terminal every second."""
-    import sys
-
-    from dps_stages.cli.common import PROGRESS_INTERVAL, _progress
-
-    with open(tmp_path / "rule.log", "w") as log:
-        monkeypatch.setattr(sys, "stderr", log)
-        assert _progress()._dt >= 30.0
-
-    class Terminal:
-        def isatty(self) -> bool:
-            return True
-
-        def write(self, text: str) -> int:
-            return len(text)
-
-        def flush(self) -> None:
-            pass
-
-    monkeypatch.setattr(sys, "stderr", Terminal())
-    assert _progress()._dt == PROGRESS_INTERVAL

@@ -178,23 +178,17 @@ def _provenance(command: str, args: argparse.Namespace, started: float) -> dict[
     }
 
 
-#: seconds between two redraws of the progress bar on a terminal (dask's default 0.1 s
-#: fills a rule's log with about 600 bytes a second)
+#: seconds between two redraws of the progress bar (dask's default 0.1 s fills a rule's log
+#: with about 600 bytes a second)
 PROGRESS_INTERVAL = 1.0
-#: the same when stderr is a file (a rule's log): a 36-minute tile loop at 16384² drew 2200
-#: bars on one line of its log at 1 s
-PROGRESS_LOG_INTERVAL = 30.0
 
 
 def _progress():
     """A progress bar over the tiles of a dask computation, on stderr (the rule's log), shown
-    for computations over 2 s and redrawn every :data:`PROGRESS_INTERVAL` seconds on a
-    terminal, every :data:`PROGRESS_LOG_INTERVAL` seconds into a file."""
+    for computations over 2 s and redrawn every :data:`PROGRESS_INTERVAL` seconds."""
     from dask.diagnostics import ProgressBar
 
-    tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    dt = PROGRESS_INTERVAL if tty else PROGRESS_LOG_INTERVAL
-    return ProgressBar(minimum=2.0, dt=dt, out=sys.stderr)
+    return ProgressBar(minimum=2.0, dt=PROGRESS_INTERVAL, out=sys.stderr)
 
 
 def _write_any(path: str | Path, image, attrs: dict[str, Any], *, tile: int = 1024) -> None:
