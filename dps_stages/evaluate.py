@@ -12,7 +12,8 @@ peak sits at the sampling limit (kc >= 0.95) the row is flagged ``grid_limited``
 then says more about the pixel grid than about the image.
 
 A raw-frame stage (n, 9, y, x) is evaluated on the mean of its 9 frames: the widefield image
-that those frames amount to.
+that those frames amount to. An image larger than ``max_region`` (4096 by default) is scored
+on its centred region of that size, read alone from the store (column ``region``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,9 @@ import zarr
 
 from dps_stages import io
 from dps_stages.metrics import compare, decorrelation
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 #: The object's truths, one per grid (block means of the object on the 4x grid).
 TRUTH_ARRAYS = ("truth_1x", "truth_2x", "truth_4x")
@@ -38,8 +43,12 @@ TRUTH_NAME = re.compile(r"^truth_(?P<grid>\d+x)(?:_(?P<kind>[A-Za-z0-9_]+))?$")
 COLUMNS = [
     "level", "stage", "input", "image", "structure", "grid", "truth", "pixel_size_nm",
     "psnr", "ssim", "nrmse", "kc", "grid_limited", "resolution_px", "resolution_nm",
-    "input_resolution_nm", "resolution_gain",
+    "input_resolution_nm", "resolution_gain", "region",
 ]  # fmt: skip
+#: The largest region (pixels along y and x) evaluated: a larger image is scored on its
+#: centre, so that memory and time stay bounded (a 32768² output's decorrelation analysis
+#: alone would need tens of GB). The table's ``region`` column says what was scored.
+MAX_REGION = 4096
 #: kc at or above this (normalised frequency, 1 = Nyquist) means the decorrelation curve
 #: peaks at the sampling limit: the figure is the grid's, not the image's resolution (typical
 #: of deconvolved or sparse outputs whose spectrum is not band-limited by the optics).
@@ -82,15 +91,33 @@ def find_truths(group: zarr.Group) -> list[Truth]:
     return truths
 
 
-def stage_images(path: str | Path) -> tuple[np.ndarray, dict]:
-    """A stage's images as (n, y, x) float32 (frame stacks averaged) and its attributes."""
+def stage_stack(path: str | Path) -> tuple[da.Array, dict]:
+    """A stage's images as a lazy (n, y, x) float32 dask array (frame stacks averaged) and
+    its attributes: nothing is read until an image (or a region of one) is computed."""
     arr, attrs = io.open_stage(path)
-    images = np.asarray(arr, dtype=np.float32)
+    images = arr.astype(np.float32)
     if images.ndim == 4:
         images = images.mean(axis=1)
     elif images.ndim == 2:
         images = images[None]
     return images, attrs
+
+
+def stage_images(path: str | Path) -> tuple[np.ndarray, dict]:
+    """A stage's images as (n, y, x) float32 in memory (frame stacks averaged), and its
+    attributes; :func:`stage_stack` for images too large to hold."""
+    images, attrs = stage_stack(path)
+    return np.asarray(images), attrs
+
+
+def centre_region(shape: tuple[int, ...], max_px: int | None) -> tuple[slice, slice]:
+    """The centred region of at most ``max_px`` pixels along y and x (all of a smaller
+    image; all of any image when ``max_px`` is None)."""
+    out = []
+    for n in shape[-2:]:
+        m = n if max_px is None else min(n, int(max_px))
+        out.append(slice((n - m) // 2, (n - m) // 2 + m))
+    return out[0], out[1]
 
 
 def apodisation_width(shape: tuple[int, ...]) -> int:
@@ -105,6 +132,7 @@ def evaluate_level(
     *,
     n_r: int = 50,
     n_g: int = 10,
+    max_region: int | None = MAX_REGION,
 ) -> pd.DataFrame:
     """Metrics of every image of every stage at one signal level, one row each.
 
@@ -115,16 +143,19 @@ def evaluate_level(
     truth_store : simulated Zarr group with truth arrays (:func:`find_truths`), or None for
         real data. A stage is scored against every truth of its images' shape, one row per
         (truth, image); a stage without one gets one row per image, ``truth`` empty.
+    max_region : an image larger than this along y or x is scored on its centred region of
+        this size (:func:`centre_region`; column ``region``), read alone from the store;
+        None scores every image whole.
     """
-    # image shape -> [(kind, truth images)], and the grid name of that shape
-    truths: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+    # image shape -> [(kind, lazy truth images)], and the grid name of that shape
+    truths: dict[tuple[int, int], list[tuple[str, zarr.Array]]] = {}
     grids: dict[tuple[int, int], str] = {}
     structures: list[str] | None = None
     if truth_store is not None:
         group = io.open_group(truth_store)
         structures = list(group.attrs.get("structures", []))
         for t in find_truths(group):
-            arr = np.asarray(group[t.name][...], dtype=np.float32)
+            arr = group[t.name]
             shape = arr.shape[-2:]
             if grids.setdefault(shape, t.grid) != t.grid:
                 raise ValueError(
@@ -135,16 +166,21 @@ def evaluate_level(
     rows: list[dict] = []
     resolution: dict[str, list[float]] = {}
     for name, path, input_name in stages:
-        images, attrs = stage_images(path)
+        images, attrs = stage_stack(path)
         pixel_size = attrs.get("pixel_size")
         stage_truths = truths.get(images.shape[-2:], [("", None)])
         res_list = []
         per_truth: list[list[dict]] = [[] for _ in stage_truths]
-        for i, image in enumerate(images):
+        ys, xs = centre_region(images.shape, max_region)
+        whole = (ys.stop - ys.start, xs.stop - xs.start) == tuple(images.shape[-2:])
+        region = "full" if whole else f"centre {ys.stop - ys.start}x{xs.stop - xs.start}"
+        for i in range(images.shape[0]):
+            image = np.asarray(images[i, ys, xs])
             row: dict = {
                 "level": level, "stage": name, "input": input_name or "", "image": i,
                 "structure": structures[i] if structures and i < len(structures) else "",
                 "grid": grids.get(images.shape[-2:], ""), "pixel_size_nm": pixel_size,
+                "region": region,
             }  # fmt: skip
             dec = decorrelation(
                 image, pixel_size=pixel_size, n_r=n_r, n_g=n_g,
@@ -163,7 +199,7 @@ def evaluate_level(
             for rows_of_truth, (kind, truth) in zip(per_truth, stage_truths, strict=True):
                 scored = {**row, "truth": kind}
                 if truth is not None:
-                    scored.update(compare(image, truth[i]))
+                    scored.update(compare(image, np.asarray(truth[i, ys, xs], np.float32)))
                 rows_of_truth.append(scored)
         for rows_of_truth in per_truth:
             rows.extend(rows_of_truth)

@@ -72,6 +72,25 @@ def _panel_scores(metrics: pd.DataFrame | None, stage: str, image: int) -> str:
     return "\n".join(parts)
 
 
+#: A panel is drawn from at most this many pixels along y and x (block means of a larger
+#: image); a panel is under 300 pixels wide on the page.
+PREVIEW_PX = 1024
+
+
+def preview(images, max_px: int = PREVIEW_PX) -> np.ndarray:
+    """Images (n, y, x), numpy or lazy dask, in memory for display: block means of ``f x f``
+    pixels where they exceed ``max_px`` (``f`` the smallest factor that brings them under),
+    computed tile by tile, so that a 32768² stage is never held whole."""
+    import dask.array as da
+
+    f = max(1, -(-max(images.shape[-2:]) // max_px))
+    if f == 1:
+        return np.asarray(images)
+    lazy = images if isinstance(images, da.Array) else da.from_array(images)
+    axes = {lazy.ndim - 2: f, lazy.ndim - 1: f}
+    return np.asarray(da.coarsen(np.mean, lazy, axes, trim_excess=True))
+
+
 def stage_panel(
     stages: Sequence[tuple[str, Path]],
     truth_store: str | Path | None,
@@ -90,22 +109,23 @@ def stage_panel(
     micrometres (from the stage's pixel size) and, given the level's metrics table, the
     panel's PSNR / SSIM against the object and its decorrelation resolution.
     """
+    import dask.array as da
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from dps_stages import io
-    from dps_stages.evaluate import OBJECT_TRUTH, find_truths, stage_images
+    from dps_stages.evaluate import OBJECT_TRUTH, find_truths, stage_stack
     from dps_stages.metrics import normalise_percentile
 
     table = pd.read_csv(metrics, sep="\t") if isinstance(metrics, (str, Path)) else metrics
     columns: list[tuple[str, np.ndarray, float | None]] = []
     for name, path in stages:
-        images, attrs = stage_images(path)
+        images, attrs = stage_stack(path)
         px = attrs.get("pixel_size")
         field = px * images.shape[-1] / 1000 if px else None
-        columns.append((name, images[:n_images], field))
+        columns.append((name, preview(images[:n_images]), field))
     structures: list[str] = []
     if truth_store is not None:
         group = io.open_group(truth_store)
@@ -114,7 +134,8 @@ def stage_panel(
         for t in find_truths(group):
             if t.grid == "2x":
                 label = "ground truth" if t.kind == OBJECT_TRUTH else f"{t.kind} truth"
-                columns.append((f"{label} (2x)", np.asarray(group[t.name][:n_images]), field))
+                truth = da.from_array(group[t.name])[:n_images]
+                columns.append((f"{label} (2x)", preview(truth), field))
     rows = min(len(c[1]) for c in columns)
     size = 2.6
     fig, axes = plt.subplots(

@@ -421,9 +421,10 @@ NGFF_VERSION = "0.5"
 
 
 def _write_ngff_image(
-    group: zarr.Group, image: np.ndarray, um: float, time_interval: float | None = None
+    group: zarr.Group, image: np.ndarray | da.Array, um: float, time_interval: float | None = None
 ) -> None:
     """One NGFF multiscale image (axes ``[t] [c] y x``) into ``group``."""
+    from ome_zarr.scale import Methods
     from ome_zarr.writer import write_image
 
     lead: list[Any] = [{"name": "t", "type": "time", "unit": "second"}] if time_interval else []
@@ -431,7 +432,9 @@ def _write_ngff_image(
     axes += ["y", "x"]
     names = [a["name"] if isinstance(a, dict) else a for a in axes]
     lead_scale = {"t": float(time_interval or 1.0), "c": 1.0}
-    # a pyramid for viewers (napari) only where the image is large enough to need one
+    # a pyramid for viewers (napari) only where the image is large enough to need one; block
+    # means (not ome-zarr's default anti-aliased resize, which works chunk by chunk and so
+    # depends on the chunking) give the same levels for a tiled write as for a whole one
     factors = tuple(f for f in (2, 4, 8, 16) if min(image.shape[-2:]) // f >= 256)
     write_image(
         image,
@@ -440,12 +443,13 @@ def _write_ngff_image(
         scale={**{a: lead_scale[a] for a in names[:-2]}, "y": um, "x": um},
         axes_units={"y": "micrometer", "x": "micrometer"},
         scale_factors=factors,
+        method=Methods.LOCAL_MEAN,
     )
 
 
 def write_ome_zarr(
     path: str | os.PathLike,
-    image: np.ndarray,
+    image: np.ndarray | da.Array,
     pixel_size: float | None,
     attrs: Mapping[str, Any] | None = None,
     *,
@@ -459,11 +463,18 @@ def write_ome_zarr(
     images are the groups ``0`` .. ``n-1``, each an NGFF image ``[c] y x``, and the group
     ``OME`` lists them as ``series``), so that a viewer opens them as separate images. Only a
     real time series, given with ``time_interval`` (seconds), is one image with a ``t`` axis
-    of type time. The project's attributes go to the root's ``dps`` attribute.
+    of type time. The project's attributes go to the root's ``dps`` attribute. A dask array
+    is written tile by tile, its pyramid levels included.
     """
+    import dask.array as da
     from ome_zarr.io import parse_url
 
-    image = np.asarray(image, dtype=np.float32)
+    # NGFF chunks are the dask chunks: one tile each; a dask array streams, never held whole
+    if _is_dask(image):
+        image = image.astype(np.float32).rechunk(default_chunks(image.shape))
+    else:
+        image = np.asarray(image, dtype=np.float32)
+        image = da.from_array(image, chunks=default_chunks(image.shape))
     if image.ndim not in (2, 3, 4):
         raise ValueError(f"cannot write a {image.ndim}-D array as OME-Zarr")
     um = (pixel_size or 1000.0) / 1e3

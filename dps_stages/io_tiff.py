@@ -206,6 +206,44 @@ class _TiffRegion:
             os.close(fd)
 
 
+#: Bytes of pixel data above which a TIFF is written as OME-TIFF in the BigTIFF format: a
+#: classic TIFF (which ImageJ's own hyperstacks are) addresses at most 4 GiB, and tifffile
+#: keeps 32 MiB of that for the header and metadata.
+CLASSIC_TIFF_LIMIT = 2**32 - 2**25
+
+
+def _tiff_kwargs(
+    shape: tuple[int, ...], pixel_size: float | None, time_interval: float | None
+) -> dict[str, Any]:
+    """tifffile's keywords: an ImageJ hyperstack, or an OME BigTIFF above the classic limit."""
+    lead = "T" if time_interval else "Z"
+    axes = {2: "YX", 3: f"{lead}YX", 4: f"{lead}CYX"}.get(len(shape))
+    if axes is None:
+        raise ValueError(f"cannot write a {len(shape)}-D array as ImageJ TIFF")
+    um = pixel_size / 1e3 if pixel_size else None
+    if int(np.prod(shape, dtype=np.int64)) * 4 > CLASSIC_TIFF_LIMIT:
+        # OME-TIFF is what Fiji (Bio-Formats), napari and QuPath read at this size, with the
+        # pixel size; ImageJ's own format has no BigTIFF variant
+        ome: dict[str, Any] = {"axes": axes}
+        if um:
+            for ax in "XY":
+                ome.update({f"PhysicalSize{ax}": um, f"PhysicalSize{ax}Unit": "µm"})
+        if time_interval:
+            ome["TimeIncrement"], ome["TimeIncrementUnit"] = float(time_interval), "s"
+        return {"ome": True, "bigtiff": True, "metadata": ome}
+    metadata: dict[str, Any] = {"axes": axes}
+    if len(shape) > 2 and not time_interval:
+        per_field = shape[1] if len(shape) == 4 else 1
+        metadata["Labels"] = [f"field {i}" for i in range(shape[0]) for _ in range(per_field)]
+    if time_interval:
+        metadata["finterval"] = float(time_interval)
+    kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata}
+    if um:
+        kwargs["resolution"] = (1.0 / um, 1.0 / um)
+        metadata["unit"] = "um"
+    return kwargs
+
+
 def write_tiff(
     path: str | os.PathLike,
     image: np.ndarray | da.Array,
@@ -219,6 +257,9 @@ def write_tiff(
     (fields of view): it is written as ImageJ *slices* (``Z``), each labelled ``field <i>``,
     so that Fiji steps through them and never plays them as a movie. Only a real time series,
     given with ``time_interval`` (seconds between frames), is written as *frames* (``T``).
+    Pixel data over 4 GiB (:data:`CLASSIC_TIFF_LIMIT`) cannot be a classic TIFF: it is
+    written as an OME-TIFF in the BigTIFF format (same axes, ``PhysicalSizeX/Y`` in µm),
+    which Fiji opens through Bio-Formats.
 
     A dask array is written tile by tile: tifffile writes the header of an (empty) file of the
     full shape, then each computed tile's rows go to their place (:class:`_TiffRegion`), so the
@@ -226,21 +267,7 @@ def write_tiff(
     """
     if not _is_dask(image):
         image = np.asarray(image, dtype=np.float32)
-    lead = "T" if time_interval else "Z"
-    axes = {2: "YX", 3: f"{lead}YX", 4: f"{lead}CYX"}.get(image.ndim)
-    if axes is None:
-        raise ValueError(f"cannot write a {image.ndim}-D array as ImageJ TIFF")
-    metadata: dict[str, Any] = {"axes": axes}
-    if image.ndim > 2 and not time_interval:
-        per_field = image.shape[1] if image.ndim == 4 else 1
-        metadata["Labels"] = [f"field {i}" for i in range(image.shape[0]) for _ in range(per_field)]
-    if time_interval:
-        metadata["finterval"] = float(time_interval)
-    kwargs: dict[str, Any] = {"imagej": True, "metadata": metadata}
-    if pixel_size:
-        um = pixel_size / 1e3
-        kwargs["resolution"] = (1.0 / um, 1.0 / um)
-        metadata["unit"] = "um"
+    kwargs = _tiff_kwargs(tuple(int(n) for n in image.shape), pixel_size, time_interval)
     path = Path(path)
     with atomic_path(path) as tmp:
         if _is_dask(image):

@@ -108,11 +108,13 @@ class DeconvolutionDefaults:
 
 @dataclass(frozen=True)
 class EvaluateDefaults:
-    """``evaluate``: decorrelation analysis radii and high-pass filters (Descloux 2019), and
-    images per level in the figures."""
+    """``evaluate``: decorrelation analysis radii and high-pass filters (Descloux 2019), the
+    largest region scored (a larger image is scored on its centre), and images per level in
+    the figures."""
 
     n_r: int = 50
     n_g: int = 10
+    max_region: int = 4096
     figure_images: int = 4
 
 

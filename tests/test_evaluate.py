@@ -113,6 +113,26 @@ def test_only_object_truths_give_one_row_per_image_and_the_same_scores(tmp_path)
     )
 
 
+def test_a_large_image_is_scored_on_its_centre(tmp_path):
+    """Above ``max_region`` an image is scored on its centred region, truth cropped alike:
+    the same numbers as scoring those crops whole, and the table says so."""
+    from dps_stages.evaluate import centre_region
+    from dps_stages.metrics import decorrelation
+
+    paths = build(tmp_path, with_passband=False)
+    table = evaluate_level(stages(paths), paths["store"], "100", max_region=32, **FAST)
+    assert set(table.loc[table["stage"] == "sim", "region"]) == {"centre 32x32"}
+    assert set(table.loc[table["stage"] == "wf", "region"]) == {"full"}  # 24 px: all of it
+    ys, xs = centre_region((2 * SIZE, 2 * SIZE), 32)
+    assert (ys.start, ys.stop) == (SIZE - 16, SIZE + 16)
+    images = np.asarray(io.open_stage(paths["sim"])[0])[:, ys, xs]
+    truth = np.asarray(io.open_group(paths["store"])["truth_2x"])[:, ys, xs]
+    for i, row in table[table["stage"] == "sim"].reset_index().iterrows():
+        assert row["ssim"] == pytest.approx(compare(images[i], truth[i])["ssim"], rel=1e-12)
+        dec = decorrelation(images[i], pixel_size=32.5, apodise_px=4, **FAST)
+        assert row["kc"] == pytest.approx(dec.kc, rel=1e-12)
+
+
 def test_no_truth_store_leaves_truth_empty(tmp_path):
     paths = build(tmp_path, with_passband=True)
     table = evaluate_level(stages(paths), None, "1", **FAST)

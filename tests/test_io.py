@@ -101,6 +101,47 @@ def test_imagej_tiff_fields_are_slices_not_frames(tmp_path, rng):
         assert tif.imagej_metadata["frames"] == 3 and "slices" not in tif.imagej_metadata
 
 
+def test_tiff_over_the_classic_limit_is_an_ome_bigtiff(tmp_path, rng, monkeypatch):
+    """Over 4 GiB of pixels (the limit lowered here) a TIFF is an OME BigTIFF with the pixel
+    size, written whole or streamed tile by tile, and read back exactly."""
+    import dask.array as da
+
+    from dps_stages import io_tiff
+
+    monkeypatch.setattr(io_tiff, "CLASSIC_TIFF_LIMIT", 1000)
+    image = rng.random((2, 40, 56)).astype(np.float32)
+    for name, data in [("whole", image), ("tiled", da.from_array(image, chunks=(1, 16, 16)))]:
+        path = io.write_tiff(tmp_path / f"{name}.tif", data, 32.5)
+        with tifffile.TiffFile(path) as tif:
+            assert tif.is_bigtiff and tif.is_ome and not tif.is_imagej
+            assert tif.series[0].axes == "ZYX"
+        back, meta = io.read_image(path, lazy=True)
+        np.testing.assert_array_equal(np.asarray(back), image)
+        assert meta["pixel_size"] == pytest.approx(32.5)
+    monkeypatch.undo()  # under the limit: the ImageJ hyperstack as before
+    with tifffile.TiffFile(io.write_tiff(tmp_path / "small.tif", image, 32.5)) as tif:
+        assert tif.is_imagej and not tif.is_bigtiff
+
+
+def test_ome_zarr_streamed_equals_whole_with_block_mean_levels(tmp_path, rng):
+    """A dask array is written tile by tile; the pyramid's levels are block means, so they do
+    not depend on the chunking (ome-zarr's default resize does) and equal the whole write's."""
+    import dask.array as da
+    import zarr
+
+    image = rng.random((600, 1030)).astype(np.float32)
+    whole = io.write_ome_zarr(tmp_path / "w.ome.zarr", image, 30.0)
+    tiled = io.write_ome_zarr(
+        tmp_path / "t.ome.zarr", da.from_array(image, chunks=(256, 300)), 30.0
+    )
+    a, b = (zarr.open_group(str(p), mode="r") for p in (whole, tiled))
+    assert sorted(a.array_keys()) == sorted(b.array_keys()) == ["s0", "s1"]
+    for key in ("s0", "s1"):
+        np.testing.assert_array_equal(a[key][...], b[key][...])
+    means = image.reshape(300, 2, 515, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(a["s1"][...], means, rtol=1e-6)
+
+
 @pytest.mark.parametrize(("size", "unit", "nm"), [(0.065, None, 65.0), (32.5, "nm", 32.5)])
 def test_ome_tiff_physical_size(tmp_path, size, unit, nm):
     meta = {"axes": "YX", "PhysicalSizeX": size, "PhysicalSizeY": size}

@@ -198,7 +198,7 @@ def _write_any(path: str | Path, image, attrs: dict[str, Any], *, tile: int = 10
     path = Path(path)
     name = path.name.lower()
     if name.endswith(".ome.zarr"):
-        io.write_ome_zarr(path, np.asarray(image), attrs.get("pixel_size"), attrs)
+        io.write_ome_zarr(path, image, attrs.get("pixel_size"), attrs)
     elif name.endswith(".zarr"):
         io.write_stage(path, image, attrs, tile=tile)
     elif name.endswith((".tif", ".tiff")):

@@ -265,6 +265,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         level=args.level,
         n_r=args.n_r,
         n_g=args.n_g,
+        max_region=args.max_region,
     )
     with atomic_path(args.output) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
@@ -310,11 +311,11 @@ def cmd_paper(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    """Write a stage's output as OME-Zarr and ImageJ TIFF for Fiji and napari."""
+    """Write a stage's output as OME-Zarr and ImageJ TIFF for Fiji and napari, tile by tile."""
     from dps_stages import io
 
-    arr, meta = io.read_image(args.input)
-    image = np.asarray(io.check_image(arr, args.input, min_size=1), dtype=np.float32)
+    arr, meta = io.read_image(args.input, lazy=True)
+    image = io.check_image(arr, args.input, min_size=1).astype(np.float32)
     attrs = {k: v for k, v in meta.items() if k != "path"}
     if args.ome_zarr:
         io.write_ome_zarr(args.ome_zarr, image, meta.get("pixel_size"), attrs)
@@ -436,6 +437,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--truth", type=Path, help="simulated store with ground truth")
     p.add_argument("--level", default="input")
     _add_decorrelation(p)
+    _option(p, "--max-region", key="evaluate.max_region", type=_count,
+            help="score a larger image on its centred region of this many pixels")  # fmt: skip
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("summarise", help="merge per-level metrics into one table and a figure")

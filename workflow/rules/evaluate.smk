@@ -13,11 +13,13 @@ rule evaluate:
         stages=stage_options,
         n_r=config["evaluate"]["n_r"],
         n_g=config["evaluate"]["n_g"],
+        max_region=config["evaluate"]["max_region"],
     conda:
         "../../envs/dps.yaml"
     shell:
         "dps evaluate {output:q} {params.stages:q} --level {wildcards.level:q} "
-        "--n-r {params.n_r:q} --n-g {params.n_g:q} > {log:q} 2>&1"
+        "--n-r {params.n_r:q} --n-g {params.n_g:q} --max-region {params.max_region:q} "
+        "> {log:q} 2>&1"
 
 
 rule stage_figure:
