@@ -9,7 +9,7 @@ function of :mod:`.wiener`. Theory and conventions: ``docs/sim.md``.
 """
 
 from .estimation import SIMParameters, estimate_parameters, estimate_parameters_pooled
-from .otf import otf_values, periodic_smooth_decomposition, preprocess
+from .otf import otf_values, periodic_smooth_decomposition, periodic_spectra, preprocess
 from .reconstruction import reconstruct, reconstruct_stack
 from .wiener import fourier_upsample
 
@@ -20,6 +20,7 @@ __all__ = [
     "fourier_upsample",
     "otf_values",
     "periodic_smooth_decomposition",
+    "periodic_spectra",
     "preprocess",
     "reconstruct",
     "reconstruct_stack",

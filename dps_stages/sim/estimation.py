@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,7 +24,7 @@ from .otf import (
     _ramp,
     _tukey,
     otf_values,
-    periodic_smooth_decomposition,
+    periodic_spectra,
     preprocess,
 )
 
@@ -128,6 +129,7 @@ class _Estimation:
     pixel: bool
     dc_exclude: float
     _otf: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
+    _rings: dict[tuple[float, float], tuple] = field(default_factory=dict)
 
     def otf_at(self, ky: float, kx: float) -> np.ndarray:
         """``O(f + k)`` on the grid, computed once per shift (read-only)."""
@@ -144,13 +146,39 @@ class _Estimation:
         r0 = self.dc_exclude * self.cutoff
         return (((self.fy + ky) ** 2 + (self.fx + kx) ** 2) >= r0 * r0).astype(np.float32)
 
-    def noise_power(self, spec: np.ndarray) -> float:
-        """Mean ``|spec|^2`` beyond 1.1 f_c (noise only for a band-limited image); 0 if none."""
+    @cached_property
+    def _noise_region(self) -> np.ndarray | None:
+        """Flat indices of the grid beyond 1.1 f_c (away from Nyquist); None when under 64."""
         q = np.hypot(self.fy, self.fx) / self.cutoff
         out = (q > 1.1) & (np.abs(self.fy) < 0.45) & (np.abs(self.fx) < 0.45)
-        if out.sum() < 64:
+        return np.flatnonzero(out) if out.sum() >= 64 else None
+
+    def noise_power(self, spec: np.ndarray) -> float:
+        """Mean ``|spec|^2`` beyond 1.1 f_c (noise only for a band-limited image); 0 if none."""
+        idx = self._noise_region
+        if idx is None:
             return 0.0
-        return float(np.mean(np.abs(spec[out]) ** 2))
+        vals = np.take(spec.reshape(spec.shape[:-2] + (-1,)), idx, axis=-1)
+        return float(np.mean(vals.real**2 + vals.imag**2))
+
+    def rings(self, k_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The annulus ``k_range`` (fractions of f_c) of the shift grid as flat indices grouped
+        by ring (integer radius in spectrum pixels), each ring's start in that order, and each
+        index's ring: fixed for a grid, so computed once per annulus."""
+        key = (float(k_range[0]), float(k_range[1]))
+        if key not in self._rings:
+            ny, nx = self.spec.shape[-2:]
+            q = np.hypot(self.fy, self.fx) / self.cutoff
+            ann = np.flatnonzero((q >= key[0]) & (q <= key[1]))
+            if ann.size == 0:
+                raise ValueError(f"the search annulus {k_range} (x f_c) holds no frequency")
+            radius = np.hypot(self.fy * ny, self.fx * nx).ravel()[ann]
+            ring = np.rint(radius).astype(np.int64)
+            order = np.argsort(ring, kind="stable")
+            ring_s = ring[order]
+            starts = np.flatnonzero(np.r_[True, ring_s[1:] != ring_s[:-1]])
+            self._rings[key] = (ann[order], starts, ring_s)
+        return self._rings[key]
 
 
 def _dft_grid(p: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
@@ -286,26 +314,21 @@ def _coarse_scores(
     removes both trends, so that the pattern peak stands out at any radius. Zero outside the
     annulus ``k_range`` (fractions of ``f_c``).
     """
-    ny, nx = c0.shape
     a = sfft.ifft2(c0 * est.otf, workers=_WORKERS)
     b = sfft.ifft2(cp * est.otf, workers=_WORKERS)
-    cc = np.abs(sfft.fft2(np.conj(a) * b, workers=_WORKERS))
-    radius = np.hypot(est.fy * ny, est.fx * nx)
-    q = np.hypot(est.fy, est.fx) / est.cutoff
-    ann = (q >= k_range[0]) & (q <= k_range[1])
-    if not ann.any():
-        raise ValueError(f"the search annulus {k_range} (x f_c) holds no frequency")
-    ring = np.rint(radius[ann]).astype(np.int64)
-    vals = cc[ann]
-    order = np.lexsort((vals, ring))
-    ring_s, vals_s = ring[order], vals[order]
-    starts = np.flatnonzero(np.r_[True, ring_s[1:] != ring_s[:-1]])
-    counts = np.diff(np.r_[starts, ring_s.size])
-    med_of = np.zeros(int(ring_s.max()) + 1)
-    med_of[ring_s[starts]] = vals_s[starts + counts // 2]  # (upper) median of each ring
-    score = np.zeros_like(cc)
-    score[ann] = vals / np.maximum(med_of[ring], 1e-30)
-    return score
+    cc = np.abs(sfft.fft2(np.conj(a) * b, workers=_WORKERS)).astype(np.float32)
+    idx, starts, ring = est.rings(k_range)
+    vals = cc.ravel()[idx]
+    # sort within rings with one sort of (ring, value) packed in 64 bits: the bits of a
+    # non-negative float32 order as the values do
+    rank = np.repeat(np.arange(starts.size, dtype=np.uint64), np.diff(np.r_[starts, idx.size]))
+    packed = np.sort((rank << np.uint64(32)) | vals.view(np.uint32).astype(np.uint64))
+    vals_s = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
+    counts = np.diff(np.r_[starts, idx.size])
+    med = vals_s[starts + counts // 2].astype(np.float64)  # (upper) median of each ring
+    score = np.zeros(cc.size, dtype=np.float64)
+    score[idx] = vals / np.maximum(np.repeat(med, counts), 1e-30)
+    return score.reshape(cc.shape)
 
 
 def _peak_near(score: np.ndarray, centre: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
@@ -452,8 +475,7 @@ def estimate_parameters(
     x = preprocess(
         frames, background_percentile=background_percentile, normalise_intensity=normalise_intensity
     )
-    xp, _ = periodic_smooth_decomposition(x)
-    spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
+    spec, _ = periodic_spectra(x)
     return estimate_from_spectra(x, spec, optics, **kw)
 
 
@@ -565,8 +587,7 @@ def estimate_parameters_pooled(
             background_percentile=background_percentile,
             normalise_intensity=normalise_intensity,
         )
-        xp, _ = periodic_smooth_decomposition(x)
-        spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
+        spec, _ = periodic_spectra(x)
         est = _estimation(x, spec, optics, apodisation_width, otf_decay, pixel_otf, dc_exclude)
         maps.append(_score_maps(est, x, guess, k_range))
         ks = _coarse_k(maps[-1], guess, min_peak, search_radius)

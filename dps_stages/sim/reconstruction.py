@@ -19,7 +19,7 @@ from .estimation import SIMParameters, estimate_from_spectra, estimate_parameter
 from .otf import (
     _check_frames,
     _tukey,
-    periodic_smooth_decomposition,
+    periodic_spectra,
     preprocess,
 )
 from .wiener import (
@@ -139,8 +139,7 @@ def reconstruct(
     )
     # periodic + smooth decomposition (Moisan 2011): bands from the periodic parts, whose
     # spectra (one 2-D FFT per frame) serve the estimation, the zero band and the noise
-    xp, smooth = periodic_smooth_decomposition(x)
-    spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
+    spec, smooth_spec = periodic_spectra(x)
     if params is None:
         params = estimate_from_spectra(  # x is preprocessed: no second offset or scaling
             x, spec, optics, otf_decay=otf_decay, pixel_otf=pixel_otf, **estimate_kw
@@ -176,7 +175,7 @@ def reconstruct(
     apo = _apodisation(g.fy2, g.fx2, apodisation, apodisation_cutoff * f_ext, apodisation_bend)
     filt = _wiener_filter(den, float(wiener), apo)
     # the smooth component, interpolated (not filtered)
-    spec_s = _pad_to(sfft.fft2(smooth.mean(axis=0), workers=_WORKERS), (g.my, g.mx))[:, : g.hx]
+    spec_s = _pad_to(smooth_spec.mean(axis=0), (g.my, g.mx))[:, : g.hx]
     spec_s = spec_s * 4.0
     frame_var = None
     if local_wiener is not None and local_wiener > 0:
@@ -337,8 +336,7 @@ def reconstruct_tiled(
     if isinstance(wiener, str):
         if wiener != "auto":
             raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
-        xp, _ = periodic_smooth_decomposition(crop)
-        spec = sfft.fft2(xp, workers=_WORKERS, axes=(-2, -1)).astype(np.complex64)
+        spec, _ = periodic_spectra(crop)
         wiener = wiener_factor * _auto_wiener(spec, float(optics.cutoff_per_pixel),
                                               float(otf_decay), bool(pixel_otf))  # fmt: skip
     del crop
