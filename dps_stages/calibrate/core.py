@@ -17,6 +17,7 @@ from ._util import MIN_SIZE, as_stack
 from .camera import CameraCalibration, calibrate_camera
 from .haze import HazeCalibration, calibrate_haze
 from .otf import OTFCalibration, calibrate_otf
+from .pupil import PupilCalibration, calibrate_pupil
 
 log = logging.getLogger("dps.calibrate")
 
@@ -48,6 +49,7 @@ class Calibration:
     haze: HazeCalibration
     seconds: float
     pattern_sigma: dict[str, Any] | None = None
+    pupil: PupilCalibration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (figure-only arrays left out)."""
@@ -65,9 +67,21 @@ class Calibration:
             },
             "otf": strip(self.otf, ("ratio", "radial")),
             "haze": strip(self.haze, ("map",)),
+            "pupil": _pupil_dict(self.pupil),
             "sim_settings": calibrated_sim_settings(self, self.optics),
             "seconds": self.seconds,
         }
+
+
+def _pupil_dict(pupil: PupilCalibration | None) -> dict[str, Any] | None:
+    """The pupil's JSON record (Noll indices as strings), None when there is none."""
+    if pupil is None:
+        return None
+    d = {k: v for k, v in asdict(pupil).items() if k != "otf"}
+    for key in ("aberration", "aberration_sigma"):
+        d[key] = {str(j): v for j, v in d[key].items()}
+    d["determined"] = pupil.determined
+    return d
 
 
 def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
@@ -83,7 +97,9 @@ def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
     params, info = estimate_parameters_pooled(arr, optics, full_output=True)
     b = camera.offset if np.isfinite(camera.offset) else None
     otf = calibrate_otf(arr, optics, params, offset=b)
-    haze = calibrate_haze(arr, optics, params, otf, offset=b)
+    a0 = otf.attenuation if np.isfinite(otf.attenuation) and 0 < otf.attenuation <= 1 else 0.5
+    pupil = calibrate_pupil(arr, optics, params, offset=b, attenuation=a0)
+    haze = calibrate_haze(arr, optics, params, otf, offset=b, pupil=pupil)
     return Calibration(
         optics=optics,
         camera=camera,
@@ -92,6 +108,7 @@ def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
         haze=haze,
         seconds=time.perf_counter() - t0,
         pattern_sigma=info,
+        pupil=pupil,
     )
 
 

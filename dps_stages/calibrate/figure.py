@@ -1,4 +1,4 @@
-"""Figure of a calibration: photon transfer, band ratio, radial spectrum, haze map."""
+"""Figure of a calibration: photon transfer, band ratio, radial spectrum, haze map, pupil."""
 
 from __future__ import annotations
 
@@ -73,6 +73,26 @@ def _haze(fig, ax, calib: Calibration) -> str:
     )
 
 
+def _pupil(fig, ax, calib: Calibration) -> str:
+    from ..optics import zernike
+
+    pu = calib.pupil
+    if pu is None or not pu.determined:
+        ax.set_axis_off()
+        return "pupil: not determined"
+    y, x = np.mgrid[-1:1:129j, -1:1:129j]
+    rho, theta = np.hypot(y, x), np.arctan2(y, x)
+    w = sum(c * zernike(j, np.minimum(rho, 1.0), theta) for j, c in pu.aberration.items())
+    w = np.where(rho <= 1.0, w, np.nan)
+    lim = max(float(np.nanmax(np.abs(w))), 1e-3)
+    im = ax.imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim, extent=(-1, 1, -1, 1), origin="lower")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="waves")
+    terms = ", ".join(
+        f"Z{j} {c:+.3f}" for j, c in pu.aberration.items() if abs(c) >= 3 * pu.aberration_sigma[j]
+    )
+    return f"pupil wavefront, {pu.rms:.3f} waves rms\n{terms or 'no term above 3 sigma'}"
+
+
 #: the panels: ``draw(fig, ax, calib)``, which plots (labelled lines get a legend) and returns
 #: the title (the estimates), and the axis labels (None: an image, no axes labelled)
 _PANELS: tuple[tuple[Callable[..., str], str | None, str | None], ...] = (
@@ -80,18 +100,20 @@ _PANELS: tuple[tuple[Callable[..., str], str | None, str | None], ...] = (
     (_band_ratio, "q1 - q0 (fraction of f_c)", "R / (m T_ideal)"),
     (_spectrum, "|f| / f_c", "power"),
     (_haze, None, None),
+    (_pupil, None, None),
 )
 
 
 def plot_calibration(calib: Calibration, path: str | Path) -> Path:
     """Figure: photon transfer (tiles and fit), band ratio against ``a^dq``, radial spectrum
-    against the fitted model, haze map; estimates in the titles."""
+    against the fitted model, haze map, the fitted pupil's wavefront; estimates in the
+    titles."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(_PANELS), figsize=(18, 4.2))
+    fig, axes = plt.subplots(1, len(_PANELS), figsize=(22, 4.2))
     for (draw, xlabel, ylabel), ax in zip(_PANELS, axes, strict=True):
         title = draw(fig, ax, calib)
         if xlabel is not None:

@@ -52,6 +52,7 @@ camera offset: a uniform haze and an offset error are the same in the frames.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +97,14 @@ def _haze_angle(
     a: float,
     cutoff: float,
     s_f: float,
+    pupil: tuple[Callable[[np.ndarray], np.ndarray], complex] | None = None,
 ) -> tuple[float, np.ndarray]:
-    """Level and (low-passed, window-weighted) haze spectrum of one angle's three frames."""
+    """Level and (low-passed, window-weighted) haze spectrum of one angle's three frames.
+
+    ``pupil``: the fitted OTF ``O(g + k)`` (:func:`dps_stages.calibrate.pupil.pupil_otf`) and
+    this angle's amplitude ``A = m e^{i delta}`` from the same fit, used instead of ``O_ideal
+    a^q``, ``m`` and the overlap's ``delta``; the in-focus object is then ``X = (conj(A O(g +
+    k)) C_+1 + A conj(O(g - k)) C_-1) / (|A|^2 (|O(g + k)|^2 + |O(g - k)|^2))``."""
     ny, nx = xa.shape[-2:]
     win = np.outer(edge_window(ny), edge_window(nx))
     fy, fx, q0 = q_grid((ny, nx), cutoff)
@@ -112,20 +119,24 @@ def _haze_angle(
     c1 = np.fft.fft2(np.tensordot(inv[1], xa, axes=1) * ramp * win) / s1
     sm1 = np.sinc(fy - ky) * np.sinc(fx - kx)
     cm1 = np.fft.fft2(np.tensordot(inv[2], xa, axes=1) * np.conj(ramp) * win) / sm1
-    q1 = np.hypot(fy + ky, fx + kx) / cutoff
-    mid = (q0 > 0.1) & (q1 > 0.1) & (q0 < 0.95) & (q1 < 0.95)
-    delta = float(np.angle(np.sum(np.conj(c0[mid]) * c1[mid])))
     g2 = fy * fy + fx * fx
     lp = np.exp(-g2 / (2.0 * s_f * s_f)) * (g2 < (3.0 * s_f) ** 2)
-    o0 = otf_values(fy, fx, cutoff, decay=a, pixel=False).astype(np.float64)
-    op = otf_values(fy + ky, fx + kx, cutoff, decay=a, pixel=False).astype(np.float64)
-    om = otf_values(fy - ky, fx - kx, cutoff, decay=a, pixel=False).astype(np.float64)
-    den = op * op + om * om
+    if pupil is None:
+        q1 = np.hypot(fy + ky, fx + kx) / cutoff
+        mid = (q0 > 0.1) & (q1 > 0.1) & (q0 < 0.95) & (q1 < 0.95)
+        amp = m * np.exp(1j * float(np.angle(np.sum(np.conj(c0[mid]) * c1[mid]))))
+        o0 = otf_values(fy, fx, cutoff, decay=a, pixel=False).astype(np.complex128)
+        op = otf_values(fy + ky, fx + kx, cutoff, decay=a, pixel=False).astype(np.complex128)
+        om = otf_values(fy - ky, fx - kx, cutoff, decay=a, pixel=False).astype(np.complex128)
+    else:
+        otf_at, amp = pupil
+        o0, op, om = otf_at(np.zeros(2)), otf_at(np.asarray(k)), otf_at(-np.asarray(k))
+    den = np.abs(op) ** 2 + np.abs(om) ** 2
     use = (lp > 0) & (den > 0)
-    # X(g) from both side bands, weighted by their signal-to-noise (O(g +- k)^2)
-    xs = np.exp(-1j * delta) * c1[use] * op[use] + np.exp(1j * delta) * cm1[use] * om[use]
+    # X(g) from both side bands, weighted by their signal-to-noise (|O(g +- k)|^2)
+    xs = np.conj(amp * op[use]) * c1[use] + amp * np.conj(om[use]) * cm1[use]
     infocus = np.zeros_like(c0)
-    infocus[use] = o0[use] * xs / (m * den[use])
+    infocus[use] = o0[use] * xs / (abs(amp) ** 2 * den[use])
     level = 1.0 - float(infocus[0, 0].real) / max(float(c0[0, 0].real), 1e-300)
     return level, (c0 - infocus) * lp
 
@@ -185,6 +196,7 @@ def calibrate_haze(
     otf: Any = None,
     *,
     offset: float | None = None,
+    pupil: Any = None,
 ) -> HazeCalibration:
     """Out-of-focus background level and spatial scale from the SIM band separation.
 
@@ -192,7 +204,9 @@ def calibrate_haze(
     k))``; Neil, Juskaitis & Wilson 1997). ``frames`` ``(9, y, x)`` or ``(n, 9, y, x)`` in
     ADU; ``params`` the pattern per acquisition and ``otf`` the
     :class:`~dps_stages.calibrate.OTFCalibration` (both estimated when None); ``offset`` the
-    camera offset (ADU; the 0.5th percentile when None).
+    camera offset (ADU; the 0.5th percentile when None); ``pupil`` a determined
+    :class:`~dps_stages.calibrate.pupil.PupilCalibration`, whose OTF and amplitudes then
+    replace ``O_ideal a^q`` (through which an aberrated pupil reads as haze).
     """
     from .otf import calibrate_otf
 
@@ -219,6 +233,11 @@ def calibrate_haze(
             m_sig = float(otf.modulation_sigma[3 * i + ang])
             if not (np.isfinite(m) and _MIN_MODULATION <= m <= 1.5 and m_sig < m / 3.0):
                 continue
+            fit = None
+            if pupil is not None and pupil.determined:
+                amp = pupil.modulation[3 * i + ang] * np.exp(1j * pupil.phase_offset[3 * i + ang])
+                if np.isfinite(amp):
+                    fit = (pupil.otf, complex(amp))
             lv, hz = _haze_angle(
                 x[3 * ang : 3 * ang + 3],
                 params[i].phases[ang],
@@ -227,6 +246,7 @@ def calibrate_haze(
                 a,
                 cutoff,
                 s_f,
+                fit,
             )
             levels.append(lv)
             spectra.append(hz)

@@ -1,0 +1,301 @@
+"""Pupil aberrations of the objective from the overlap of the SIM bands.
+
+The attenuation model ``O_ideal(q) a^q`` of :mod:`dps_stages.calibrate.otf` is radial and
+real. A real objective also has a wavefront error ``W`` over its pupil, which makes the OTF
+anisotropic (astigmatism) and complex (coma: an odd ``W`` gives the OTF a phase). Model
+(Goodman, *Introduction to Fourier Optics*, 6.4; Zernike terms in Noll's ordering and
+normalisation, Noll, J. Opt. Soc. Am. 66, 207, 1976):
+
+``O(f) = a^min(q, 1) F[h](f) / F[h](0)``,  ``h = |F^-1[P(f) exp(-2 pi i W(f))]|^2``,
+``W = sum_j c_j Z_j(|f| / f_p, theta)``, ``j`` in :data:`NOLL` (astigmatism 5, 6; coma 7,
+8; primary spherical 11), ``c_j`` in waves rms, ``P`` the pupil disc of radius ``f_p = NA
+pixel / lambda`` (cycles per camera pixel), ``q = |f| / (2 f_p)``.
+
+The band overlap removes the object (as in :mod:`dps_stages.calibrate.otf`): with
+``C_0(g) = O(g) X(g)`` and the first side band shifted to its place, ``C_+1(g + k) = A
+O(g + k) X(g)``, ``A = m e^{i delta}``, so that for every ``g`` of the overlap
+
+``C_+1(g + k) = A T(g) C_0(g)``,  ``T(g) = O(g + k) / O(g)``,
+
+now point by point in 2-D (the direction of ``g`` against each angle's ``k`` is what tells
+the terms apart). ``c`` and ``a`` are fitted by weighted least squares over the points of
+all angles and fields with ``0.1 < q_0 < 0.8``, ``0.1 < q_1 < 0.95`` (no haze, no division
+by a vanishing OTF) whose zero-band power stands ``MIN_SNR`` times above its noise; each
+angle's ``A`` is solved in closed form at every step (variable projection, Golub & Pereyra,
+SIAM J. Numer. Anal. 10, 413, 1973) with the zero band's noise power taken off its
+denominator (``A = sum w conj(T C_0) C_+1 / sum w (|T C_0|^2 - |T|^2 N_0)``: without it the
+noise of ``C_0`` biases ``|A|`` low, errors in variables). The weights ``w = 1 / (N_1 + |T|^2
+N_0)`` are fixed at the ideal pupil (refitted weights would let the fit inflate ``T`` to
+shrink them). Uncertainties: the Jacobian's covariance scaled by the reduced chi^2.
+
+What it gives the rest: the haze (:mod:`dps_stages.calibrate.haze`) extrapolates the
+in-focus light to ``g = 0`` through this OTF (through the ideal one an aberrated pupil reads
+as haze), and ``phase_offset = arg A`` per angle: the pattern estimator takes the OTF as real
+and its phases absorb the OTF's phase; ``pattern phase + phase_offset`` is the pattern's own
+phase, while a reconstruction with a real OTF wants the estimator's. Even aberrations
+(astigmatism, spherical) give the same OTF for ``+-c`` (the PSF of ``-W`` is that of ``W``
+rotated by 180 degrees): their sign is not determined. The fit runs on the central ``256 x
+256`` of larger frames (:data:`MAX_SIDE`), enough for the six parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import optimize
+
+from ..optics import Optics, zernike
+from ..sim import SIMParameters, periodic_smooth_decomposition
+from ._util import MIN_SNR, NOISE_Q, as_stack, edge_window, q_grid
+
+__all__ = ["NOLL", "PupilCalibration", "calibrate_pupil", "pupil_otf"]
+
+#: The Zernike terms fitted (Noll indices): astigmatism, coma, primary spherical.
+NOLL = (5, 6, 7, 8, 11)
+#: Frames larger than this (pixels per side) are fitted on their central region.
+MAX_SIDE = 256
+_WORKERS = -1
+
+
+@dataclass
+class PupilCalibration:
+    """Fitted pupil: ``aberration`` ``{noll: waves rms}`` with ``aberration_sigma``; the
+    ``attenuation`` fitted with it; per acquisition and angle the ``modulation`` ``|A|`` and
+    ``phase_offset`` ``arg A`` (rad; add it to the pattern's phases for the pattern's own
+    phase); ``chi2_reduced``; ``points`` of the overlap used. All ``nan`` (and ``points`` 0)
+    when the fit could not be made (too few points, or frames sampled too coarsely)."""
+
+    aberration: dict[int, float]
+    aberration_sigma: dict[int, float]
+    attenuation: float
+    attenuation_sigma: float
+    modulation: list[float]
+    phase_offset: list[float]
+    chi2_reduced: float
+    points: int
+    rms: float = float("nan")
+    otf: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def determined(self) -> bool:
+        return bool(self.points > 0 and np.isfinite(self.attenuation))
+
+
+class _PupilModel:
+    """The model's fixed parts on one grid (Zernike maps, pupil, shift ramps and radii per
+    ``k``), so that each evaluation costs one PSF and one FFT per shift."""
+
+    def __init__(self, shape: tuple[int, int], optics: Optics) -> None:
+        ny, nx = shape
+        self.fp = float(optics.na * optics.pixel_size / optics.wavelength)
+        self.fy, self.fx, _ = q_grid(shape, 1.0)
+        f = np.hypot(self.fy, self.fx)
+        rho = f / self.fp
+        # the disc's edge anti-aliased over one frequency sample
+        self.pupil = np.clip((self.fp - f) * min(ny, nx) + 0.5, 0.0, 1.0)
+        inside = self.pupil > 0
+        theta = np.arctan2(self.fy, self.fx)
+        self.zmaps = np.zeros((len(NOLL), ny, nx))
+        for i, j in enumerate(NOLL):
+            self.zmaps[i][inside] = zernike(j, np.minimum(rho[inside], 1.0), theta[inside])
+        self.yy = ((np.arange(ny) + ny // 2) % ny - ny // 2)[:, None]
+        self.xx = ((np.arange(nx) + nx // 2) % nx - nx // 2)[None, :]
+        self._shift: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def psf(self, coefficients: Sequence[float]) -> np.ndarray:
+        """The intensity PSF ``h`` on the grid, centred at index 0, unit sum."""
+        phase = np.tensordot(np.asarray(coefficients, dtype=float), self.zmaps, axes=1)
+        h = np.abs(sfft.ifft2(self.pupil * np.exp(-2j * np.pi * phase), workers=_WORKERS)) ** 2
+        return h / h.sum()
+
+    def at(self, h: np.ndarray, attenuation: float, k: np.ndarray) -> np.ndarray:
+        """``O(g + k)`` of the PSF ``h`` with attenuation ``a`` on the grid."""
+        key = (float(k[0]), float(k[1]))
+        if key not in self._shift:
+            ey = np.exp(-2j * np.pi * key[0] * self.yy)
+            ex = np.exp(-2j * np.pi * key[1] * self.xx)
+            q = np.minimum(np.hypot(self.fy + key[0], self.fx + key[1]) / (2.0 * self.fp), 1.0)
+            self._shift[key] = (ey, ex, q)
+        ey, ex, q = self._shift[key]
+        o = sfft.fft2((h * ey) * ex, workers=_WORKERS)
+        if attenuation != 1.0:
+            o *= np.exp(q * np.log(attenuation))
+        return o
+
+
+def pupil_otf(
+    shape: tuple[int, int], optics: Optics, coefficients: Sequence[float], attenuation: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``O(g + k)`` on the FFT grid of ``shape`` for any shift ``k`` (cycles per pixel), the
+    model of the module docstring with ``coefficients`` for :data:`NOLL`; ``O(0) = 1``.
+
+    The intensity PSF ``h`` is computed on the camera grid (band-limited to ``2 f_p <= 0.5``
+    cycles per pixel, so sampled without aliasing); ``O(g + k) = F[h(r) e^{-2 pi i k.r}](g)``
+    with ``r`` the signed pixel offset from ``h``'s centre at index 0.
+    """
+    model = _PupilModel(shape, optics)
+    h = model.psf(coefficients)
+    return lambda k: model.at(h, float(attenuation), np.asarray(k, dtype=float))
+
+
+@dataclass
+class _Band:
+    """One angle of one acquisition: its shift, the bands on the grid and the points used."""
+
+    acq: int
+    angle: int
+    k: np.ndarray
+    c0: np.ndarray  # C_0(g) at the points
+    c1: np.ndarray  # C_+1(g + k) at the points
+    n0: np.ndarray  # noise power of C_0 at the points
+    n1: np.ndarray
+    sel: np.ndarray  # flat indices of the points
+
+
+def _bands(x: np.ndarray, params: SIMParameters, acq: int, cutoff: float) -> list[_Band]:
+    """The three angles' overlap points of one acquisition's (offset-free) frames."""
+    ny, nx = x.shape[-2:]
+    xp, _ = periodic_smooth_decomposition(x.astype(np.float32))
+    xp = xp.astype(np.float64)
+    win = np.outer(edge_window(ny), edge_window(nx))
+    fy, fx, q0 = q_grid((ny, nx), cutoff)
+    yy, xx = np.arange(ny)[:, None], np.arange(nx)[None, :]
+    box = (np.abs(fy) < 0.45) & (np.abs(fx) < 0.45)
+    s0 = np.sinc(fy) * np.sinc(fx)
+    out = []
+    for a in range(3):
+        e = np.exp(1j * np.asarray(params.phases[a]))
+        inv = np.linalg.inv(np.stack([np.ones(3), e / 2.0, np.conj(e) / 2.0], axis=1))
+        xa = xp[3 * a : 3 * a + 3]
+        ky, kx = (float(v) for v in params.k[a])
+        ramp = np.exp(-2j * np.pi * (ky * yy + kx * xx))  # C_+1(g + k) at index g
+        c0 = sfft.fft2(np.tensordot(inv[0].real, xa, axes=1) * win, workers=_WORKERS)
+        c1 = sfft.fft2(np.tensordot(inv[1], xa, axes=1) * ramp * win, workers=_WORKERS)
+        q1 = np.hypot(fy + ky, fx + kx) / cutoff
+        n0 = float(np.mean(np.abs(c0[(q0 > NOISE_Q) & box]) ** 2))
+        n1 = float(np.mean(np.abs(c1[(q1 > NOISE_Q) & box]) ** 2))
+        # the camera pixel's sinc is divided out (it is not part of the pupil), noise with it
+        s1 = np.sinc(fy + ky) * np.sinc(fx + kx)
+        c0, c1 = c0 / s0, c1 / s1
+        n0s, n1s = n0 / s0**2, n1 / s1**2
+        use = (q0 > 0.1) & (q0 < 0.8) & (q1 > 0.1) & (q1 < 0.95)
+        use &= np.abs(c0) ** 2 > MIN_SNR * n0s
+        sel = np.flatnonzero(use)
+        out.append(_Band(acq, a, np.array([ky, kx]), c0.ravel()[sel], c1.ravel()[sel],
+                         n0s.ravel()[sel], n1s.ravel()[sel], sel))  # fmt: skip
+    return out
+
+
+def _centre(arr: np.ndarray, side: int) -> np.ndarray:
+    ny, nx = arr.shape[-2:]
+    cy, cx = min(side, ny), min(side, nx)
+    y0, x0 = (ny - cy) // 2, (nx - cx) // 2
+    return arr[..., y0 : y0 + cy, x0 : x0 + cx]
+
+
+def _shift_params(p: SIMParameters, y0: int, x0: int) -> SIMParameters:
+    """The pattern of a crop starting at ``(y0, x0)``: phases move by ``2 pi k.(y0, x0)``."""
+    k = np.asarray(p.k, dtype=float)
+    shift = 2.0 * np.pi * (k[:, 0] * y0 + k[:, 1] * x0)
+    return SIMParameters(k=k, phases=np.asarray(p.phases) + shift[:, None],
+                         modulation=p.modulation, significance=p.significance)  # fmt: skip
+
+
+def calibrate_pupil(
+    frames: Any,
+    optics: Optics,
+    params: list[SIMParameters],
+    *,
+    offset: float | None = None,
+    attenuation: float = 0.5,
+) -> PupilCalibration:
+    """Fit the pupil's astigmatism, coma and spherical aberration and the OTF attenuation to
+    the SIM band overlap (module docstring).
+
+    ``frames`` ``(9, y, x)`` or ``(n, 9, y, x)`` in ADU; ``params`` the pattern of each
+    acquisition; ``offset`` the camera offset (ADU; the 0.5th percentile when None);
+    ``attenuation`` the starting value of ``a``.
+    """
+    arr = as_stack(frames)
+    n = arr.shape[0]
+    cutoff = float(optics.cutoff_per_pixel)
+    nan = float("nan")
+    empty = PupilCalibration({j: nan for j in NOLL}, {j: nan for j in NOLL}, nan, nan,
+                             [nan] * 3 * n, [nan] * 3 * n, nan, 0)  # fmt: skip
+    if cutoff > 0.5:  # the intensity PSF is not sampled without aliasing
+        return empty
+    b = float(np.percentile(arr, 0.5)) if offset is None else float(offset)
+    crop = _centre(arr, MAX_SIDE)
+    y0, x0 = (arr.shape[2] - crop.shape[2]) // 2, (arr.shape[3] - crop.shape[3]) // 2
+    shape = crop.shape[-2:]
+    bands: list[_Band] = []
+    for i, acq in enumerate(crop):
+        x = acq - b
+        means = x.mean(axis=(1, 2))
+        if np.all(means > 0):
+            x = x * (means.mean() / means)[:, None, None]
+        bands += [bd for bd in _bands(x, _shift_params(params[i], y0, x0), i, cutoff)
+                  if bd.sel.size >= 16]  # fmt: skip
+    npar = len(NOLL) + 1
+    points = sum(bd.sel.size for bd in bands)
+    if not bands or points < 4 * npar:
+        return empty
+    weights: list[np.ndarray] = []
+
+    model = _PupilModel(shape, optics)
+
+    def project(p: np.ndarray) -> tuple[np.ndarray, list[complex]]:
+        h, att = model.psf(p[:-1]), float(np.exp(p[-1]))
+        o0 = model.at(h, att, np.zeros(2)).ravel()
+        res, amps = [], []
+        for j, bd in enumerate(bands):
+            t = model.at(h, att, bd.k).ravel()[bd.sel] / o0[bd.sel]
+            if len(weights) <= j:
+                weights.append(1.0 / (bd.n1 + np.abs(t) ** 2 * bd.n0))
+            w = weights[j]
+            u = t * bd.c0
+            den = float(np.sum(w * (np.abs(u) ** 2 - np.abs(t) ** 2 * bd.n0)))
+            amp = complex(np.sum(w * np.conj(u) * bd.c1)) / max(den, 1e-300)
+            r = (bd.c1 - amp * u) * np.sqrt(w)
+            res += [r.real, r.imag]
+            amps.append(amp)
+        return np.concatenate(res), amps
+
+    project(np.r_[np.zeros(len(NOLL)), np.log(attenuation)])  # weights at the ideal pupil
+    lo = np.r_[np.full(len(NOLL), -0.25), np.log(1e-3)]
+    hi = np.r_[np.full(len(NOLL), 0.25), 0.0]
+    start = np.r_[np.zeros(len(NOLL)), np.log(attenuation)]
+    sol = optimize.least_squares(
+        lambda p: project(p)[0], start, bounds=(lo, hi), diff_step=1e-3,
+        x_scale=np.r_[np.full(len(NOLL), 0.05), 0.3], ftol=1e-6, xtol=1e-6,
+    )  # fmt: skip
+    res, amps = project(sol.x)
+    dof = max(res.size - npar - 2 * len(bands), 1)
+    chi2 = float(res @ res / dof)
+    try:
+        cov = np.linalg.inv(sol.jac.T @ sol.jac) * max(chi2, 1.0)
+        sig = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    except np.linalg.LinAlgError:
+        sig = np.full(npar, nan)
+    mods, offsets = [nan] * 3 * n, [nan] * 3 * n
+    for bd, amp in zip(bands, amps, strict=True):
+        mods[3 * bd.acq + bd.angle] = abs(amp)
+        offsets[3 * bd.acq + bd.angle] = float(np.angle(amp))
+    coef = sol.x[:-1]
+    a = float(np.exp(sol.x[-1]))
+    return PupilCalibration(
+        aberration={j: float(c) for j, c in zip(NOLL, coef, strict=True)},
+        aberration_sigma={j: float(s) for j, s in zip(NOLL, sig[:-1], strict=True)},
+        attenuation=a,
+        attenuation_sigma=float(a * sig[-1]),
+        modulation=mods,
+        phase_offset=offsets,
+        chi2_reduced=chi2,
+        points=int(points),
+        rms=float(np.sqrt(np.sum(coef**2))),
+        otf=pupil_otf(tuple(arr.shape[-2:]), optics, coef, a),
+    )
