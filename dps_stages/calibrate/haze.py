@@ -60,7 +60,7 @@ import numpy as np
 
 from ..optics import Optics
 from ..sim import SIMParameters, estimate_parameters, otf_values
-from ._util import as_stack, edge_window, q_grid
+from ._util import as_stack, band_spectra, edge_window, pixel_sinc, q_grid
 
 __all__ = ["HazeCalibration", "calibrate_haze"]
 
@@ -108,17 +108,11 @@ def _haze_angle(
     ny, nx = xa.shape[-2:]
     win = np.outer(edge_window(ny), edge_window(nx))
     fy, fx, q0 = q_grid((ny, nx), cutoff)
-    yy, xx = np.arange(ny)[:, None], np.arange(nx)[None, :]
-    e = np.exp(1j * np.asarray(phases))
-    inv = np.linalg.inv(np.stack([np.ones(3), e / 2.0, np.conj(e) / 2.0], axis=1))
     ky, kx = k
-    s0 = np.sinc(fy) * np.sinc(fx)
-    s1 = np.sinc(fy + ky) * np.sinc(fx + kx)
-    c0 = np.fft.fft2(np.tensordot(inv[0].real, xa, axes=1) * win) / s0
-    ramp = np.exp(-2j * np.pi * (ky * yy + kx * xx))  # C_+1(g + k) at index g
-    c1 = np.fft.fft2(np.tensordot(inv[1], xa, axes=1) * ramp * win) / s1
-    sm1 = np.sinc(fy - ky) * np.sinc(fx - kx)
-    cm1 = np.fft.fft2(np.tensordot(inv[2], xa, axes=1) * np.conj(ramp) * win) / sm1
+    c0, c1, cm1 = band_spectra(xa, phases, k, win, minus=True)
+    c0 = c0 / pixel_sinc(fy, fx)
+    c1 = c1 / pixel_sinc(fy, fx, k)
+    cm1 = cm1 / pixel_sinc(fy, fx, (-ky, -kx))
     g2 = fy * fy + fx * fx
     lp = np.exp(-g2 / (2.0 * s_f * s_f)) * (g2 < (3.0 * s_f) ** 2)
     if pupil is None:

@@ -37,7 +37,7 @@ from scipy import optimize
 
 from ..optics import Optics
 from ..sim import SIMParameters, estimate_parameters, otf_values, periodic_smooth_decomposition
-from ._util import MIN_SNR, NOISE_Q, as_stack, edge_window, q_grid
+from ._util import MIN_SNR, NOISE_Q, as_stack, overlap_bands, q_grid
 
 __all__ = ["OTFCalibration", "calibrate_otf"]
 
@@ -71,42 +71,17 @@ def _band_ratios(
     x: np.ndarray, params: SIMParameters, cutoff: float, nbins: int, qmin: float, qmax: float
 ) -> list[np.ndarray]:
     """Per angle: rows ``(q0, q1, R, sigma_R)`` of the binned band ratio (module docstring)."""
-    ny, nx = x.shape[-2:]
-    xp, _ = periodic_smooth_decomposition(x.astype(np.float32))
-    xp = xp.astype(np.float64)
-    win = np.outer(edge_window(ny), edge_window(nx))
-    fy, fx, q0 = q_grid((ny, nx), cutoff)
-    yy, xx = np.arange(ny)[:, None], np.arange(nx)[None, :]
-    box = (np.abs(fy) < 0.45) & (np.abs(fx) < 0.45)
     out = []
-    for a in range(3):
-        e = np.exp(1j * params.phases[a])
-        inv = np.linalg.inv(np.stack([np.ones(3), e / 2.0, np.conj(e) / 2.0], axis=1))
-        xa = xp[3 * a : 3 * a + 3]
-        c0 = np.fft.fft2(np.tensordot(inv[0].real, xa, axes=1) * win)
-        ky, kx = params.k[a]
-        ramp = np.exp(-2j * np.pi * (ky * yy + kx * xx))  # C_+1(g + k) at index g
-        c1 = np.fft.fft2(np.tensordot(inv[1], xa, axes=1) * ramp * win)
-        q1 = np.hypot(fy + ky, fx + kx) / cutoff
-        n0 = float(np.mean(np.abs(c0[(q0 > NOISE_Q) & box]) ** 2))
-        n1 = float(np.mean(np.abs(c1[(q1 > NOISE_Q) & box]) ** 2))
-        # shot noise follows the patterned signal, so the noises of C_0(g) and C_+1(g + k)
-        # are correlated (through the variance map's component at k): a white cross term
-        # zeta, measured where both bands hold noise only, is subtracted from the overlap
-        both = (q0 > NOISE_Q) & (q1 > NOISE_Q) & box
-        zeta = complex(np.mean(np.conj(c0[both]) * c1[both]))
-        # the camera pixel's transfer sinc(fy) sinc(fx) is divided out of both bands (it is
-        # part of the model OTF of sim.py, not of the attenuation a); noise powers follow
-        s0 = np.sinc(fy) * np.sinc(fx)
-        s1 = np.sinc(fy + ky) * np.sinc(fx + kx)
-        c0, c1 = c0 / s0, c1 / s1
+    # each band's noise cross term is subtracted from the overlap, and the camera pixel's
+    # sinc divided out of both (it is part of the model OTF of sim.py, not of a)
+    for ov in overlap_bands(x, params, cutoff):
+        q0, q1, c0, c1 = ov.q0, ov.q1, ov.c0, ov.c1
         sel = (q0 > qmin) & (q1 > qmin) & (q0 < qmax) & (q1 < qmax)
-        n0s = n0 / s0[sel] ** 2
-        n1s = n1 / s1[sel] ** 2
+        n0s, n1s = ov.n0[sel], ov.n1[sel]
         b0 = np.minimum((q0[sel] * nbins).astype(int), nbins - 1)
         b1 = np.minimum((q1[sel] * nbins).astype(int), nbins - 1)
         idx = b0 * nbins + b1
-        z = np.conj(c0[sel]) * c1[sel] - zeta / (s0[sel] * s1[sel])
+        z = np.conj(c0[sel]) * c1[sel] - ov.cross[sel]
         p0, p1 = np.abs(c0[sel]) ** 2, np.abs(c1[sel]) ** 2
         nb2 = nbins * nbins
         cnt = np.bincount(idx, minlength=nb2).astype(float)

@@ -49,8 +49,8 @@ from scipy import fft as sfft
 from scipy import optimize
 
 from ..optics import Optics, zernike
-from ..sim import SIMParameters, periodic_smooth_decomposition
-from ._util import MIN_SNR, NOISE_Q, as_stack, edge_window, q_grid
+from ..sim import SIMParameters
+from ._util import MIN_SNR, as_stack, overlap_bands, q_grid
 
 __all__ = ["NOLL", "PupilCalibration", "calibrate_pupil", "pupil_otf"]
 
@@ -158,35 +158,13 @@ class _Band:
 
 def _bands(x: np.ndarray, params: SIMParameters, acq: int, cutoff: float) -> list[_Band]:
     """The three angles' overlap points of one acquisition's (offset-free) frames."""
-    ny, nx = x.shape[-2:]
-    xp, _ = periodic_smooth_decomposition(x.astype(np.float32))
-    xp = xp.astype(np.float64)
-    win = np.outer(edge_window(ny), edge_window(nx))
-    fy, fx, q0 = q_grid((ny, nx), cutoff)
-    yy, xx = np.arange(ny)[:, None], np.arange(nx)[None, :]
-    box = (np.abs(fy) < 0.45) & (np.abs(fx) < 0.45)
-    s0 = np.sinc(fy) * np.sinc(fx)
     out = []
-    for a in range(3):
-        e = np.exp(1j * np.asarray(params.phases[a]))
-        inv = np.linalg.inv(np.stack([np.ones(3), e / 2.0, np.conj(e) / 2.0], axis=1))
-        xa = xp[3 * a : 3 * a + 3]
-        ky, kx = (float(v) for v in params.k[a])
-        ramp = np.exp(-2j * np.pi * (ky * yy + kx * xx))  # C_+1(g + k) at index g
-        c0 = sfft.fft2(np.tensordot(inv[0].real, xa, axes=1) * win, workers=_WORKERS)
-        c1 = sfft.fft2(np.tensordot(inv[1], xa, axes=1) * ramp * win, workers=_WORKERS)
-        q1 = np.hypot(fy + ky, fx + kx) / cutoff
-        n0 = float(np.mean(np.abs(c0[(q0 > NOISE_Q) & box]) ** 2))
-        n1 = float(np.mean(np.abs(c1[(q1 > NOISE_Q) & box]) ** 2))
-        # the camera pixel's sinc is divided out (it is not part of the pupil), noise with it
-        s1 = np.sinc(fy + ky) * np.sinc(fx + kx)
-        c0, c1 = c0 / s0, c1 / s1
-        n0s, n1s = n0 / s0**2, n1 / s1**2
-        use = (q0 > 0.1) & (q0 < 0.8) & (q1 > 0.1) & (q1 < 0.95)
-        use &= np.abs(c0) ** 2 > MIN_SNR * n0s
+    for a, ov in enumerate(overlap_bands(x, params, cutoff)):
+        use = (ov.q0 > 0.1) & (ov.q0 < 0.8) & (ov.q1 > 0.1) & (ov.q1 < 0.95)
+        use &= np.abs(ov.c0) ** 2 > MIN_SNR * ov.n0
         sel = np.flatnonzero(use)
-        out.append(_Band(acq, a, np.array([ky, kx]), c0.ravel()[sel], c1.ravel()[sel],
-                         n0s.ravel()[sel], n1s.ravel()[sel], sel))  # fmt: skip
+        out.append(_Band(acq, a, ov.k, ov.c0.ravel()[sel], ov.c1.ravel()[sel],
+                         ov.n0.ravel()[sel], ov.n1.ravel()[sel], sel))  # fmt: skip
     return out
 
 
