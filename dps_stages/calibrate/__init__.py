@@ -22,6 +22,7 @@ from .core import (
     calibrate,
     calibrated_sim_settings,
     resolve_sim_settings,
+    significant_aberration,
     undetermined,
     write_calibration,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "calibrated_sim_settings",
     "plot_calibration",
     "resolve_sim_settings",
+    "significant_aberration",
     "undetermined",
     "write_calibration",
 ]

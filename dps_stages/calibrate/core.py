@@ -121,9 +121,30 @@ def calibrated_sim_settings(
     differs from the calibration's (``a^(f / f_c) = a'^(f / f_c')`` gives ``a' = a^(f_c' /
     f_c)``). When ``a`` is not determined (nan, or its relative uncertainty ``sigma_a / a``
     above ``max_rel_sigma``: too little signal in the band overlap) the ideal OTF (1) is kept.
-    Everything else stays at the reconstruction's defaults.
+    ``pupil`` (only when a term is significant, :func:`significant_aberration`): the pupil's
+    Zernike terms (waves rms on the unit pupil, the same for any optics), with ``a`` from the
+    radial fit (the pupil fit's own ``a`` trades off against spherical aberration at low
+    signal). Everything else stays at the reconstruction's defaults.
     """
-    return {"otf_decay": _otf_decay(calib.otf, calib.optics, optics, max_rel_sigma)}
+    out: dict[str, Any] = {"otf_decay": _otf_decay(calib.otf, calib.optics, optics, max_rel_sigma)}
+    pupil = significant_aberration(calib.pupil)
+    if pupil:
+        out["pupil"] = {str(j): c for j, c in pupil.items()}
+    return out
+
+
+def significant_aberration(pupil: PupilCalibration | None, sigmas: float = 3.0) -> dict[int, float]:
+    """The fitted pupil's Zernike terms at least ``sigmas`` standard errors from 0 (none when
+    the pupil is not determined): what the Wiener stage and the simulator take from it (an
+    ideal pupil reads up to 2.5 sigma of astigmatism, see :mod:`.pupil`)."""
+    if pupil is None or not pupil.determined:
+        return {}
+    return {
+        int(j): float(c)
+        for j, c in pupil.aberration.items()
+        if np.isfinite(c) and np.isfinite(pupil.aberration_sigma[j])
+        and abs(c) >= sigmas * pupil.aberration_sigma[j]
+    }  # fmt: skip
 
 
 def _otf_decay(
@@ -146,12 +167,13 @@ def resolve_sim_settings(
     *,
     calibration: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The Wiener settings with ``otf_decay="auto"`` made a number; other values pass through.
+    """The Wiener settings with ``otf_decay="auto"`` made the calibrated OTF; other values
+    pass through (and keep the ideal pupil).
 
-    ``auto``: ``sim_settings.otf_decay`` of a calibration JSON (:func:`write_calibration`)
-    when one is given, else the attenuation fitted to ``frames`` themselves (the camera
-    offset, the pattern pooled over the fields and :func:`calibrate_otf`, as in
-    :func:`calibrate`; no haze). Frames
+    ``auto``: ``sim_settings`` of a calibration JSON (:func:`write_calibration`: ``otf_decay``
+    and, where significant, ``pupil``) when one is given, else the attenuation and pupil
+    fitted to ``frames`` themselves (the camera offset, the pattern pooled over the fields,
+    :func:`calibrate_otf` and :func:`calibrate_pupil`, as in :func:`calibrate`; no haze). Frames
     under ``MIN_SIZE`` pixels cannot be calibrated: the ideal OTF (1), as for any
     undetermined attenuation.
     """
@@ -159,9 +181,10 @@ def resolve_sim_settings(
     if kw.get("otf_decay", "auto") != "auto":
         return kw
     if calibration is not None:
-        kw["otf_decay"] = float(
-            json.loads(Path(calibration).read_text())["sim_settings"]["otf_decay"]
-        )
+        settings = json.loads(Path(calibration).read_text())["sim_settings"]
+        kw["otf_decay"] = float(settings["otf_decay"])
+        if settings.get("pupil"):
+            kw["pupil"] = {int(j): float(c) for j, c in settings["pupil"].items()}
         return kw
     if min(np.shape(frames)[-2:]) < MIN_SIZE:
         kw["otf_decay"] = 1.0
@@ -172,11 +195,17 @@ def resolve_sim_settings(
         params = estimate_parameters_pooled(arr, optics)
         offset = camera.offset if np.isfinite(camera.offset) else None
         otf = calibrate_otf(arr, optics, params, offset=offset)
+        a0 = otf.attenuation if np.isfinite(otf.attenuation) and 0 < otf.attenuation <= 1 else 0.5
+        pupil = significant_aberration(
+            calibrate_pupil(arr, optics, params, offset=offset, attenuation=a0)
+        )
     except ValueError as exc:  # e.g. pixels too coarse for a noise band beyond the cutoff
         log.warning("no OTF attenuation from the frames (%s); the ideal OTF is used", exc)
         kw["otf_decay"] = 1.0
         return kw
     kw["otf_decay"] = _otf_decay(otf, optics, optics)
+    if pupil:
+        kw["pupil"] = pupil
     return kw
 
 

@@ -45,12 +45,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import fft as sfft
 from scipy import optimize
 
-from ..optics import Optics, zernike
+from ..optics import Optics, PupilOTF
 from ..sim import SIMParameters
-from ._util import MIN_SNR, as_stack, overlap_bands, q_grid
+from ._util import MIN_SNR, as_stack, overlap_bands
 
 __all__ = ["NOLL", "PupilCalibration", "calibrate_pupil", "pupil_otf"]
 
@@ -85,59 +84,18 @@ class PupilCalibration:
         return bool(self.points > 0 and np.isfinite(self.attenuation))
 
 
-class _PupilModel:
-    """The model's fixed parts on one grid (Zernike maps, pupil, shift ramps and radii per
-    ``k``), so that each evaluation costs one PSF and one FFT per shift."""
-
-    def __init__(self, shape: tuple[int, int], optics: Optics) -> None:
-        ny, nx = shape
-        self.fp = float(optics.na * optics.pixel_size / optics.wavelength)
-        self.fy, self.fx, _ = q_grid(shape, 1.0)
-        f = np.hypot(self.fy, self.fx)
-        rho = f / self.fp
-        # the disc's edge anti-aliased over one frequency sample
-        self.pupil = np.clip((self.fp - f) * min(ny, nx) + 0.5, 0.0, 1.0)
-        inside = self.pupil > 0
-        theta = np.arctan2(self.fy, self.fx)
-        self.zmaps = np.zeros((len(NOLL), ny, nx))
-        for i, j in enumerate(NOLL):
-            self.zmaps[i][inside] = zernike(j, np.minimum(rho[inside], 1.0), theta[inside])
-        self.yy = ((np.arange(ny) + ny // 2) % ny - ny // 2)[:, None]
-        self.xx = ((np.arange(nx) + nx // 2) % nx - nx // 2)[None, :]
-        self._shift: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def psf(self, coefficients: Sequence[float]) -> np.ndarray:
-        """The intensity PSF ``h`` on the grid, centred at index 0, unit sum."""
-        phase = np.tensordot(np.asarray(coefficients, dtype=float), self.zmaps, axes=1)
-        h = np.abs(sfft.ifft2(self.pupil * np.exp(-2j * np.pi * phase), workers=_WORKERS)) ** 2
-        return h / h.sum()
-
-    def at(self, h: np.ndarray, attenuation: float, k: np.ndarray) -> np.ndarray:
-        """``O(g + k)`` of the PSF ``h`` with attenuation ``a`` on the grid."""
-        key = (float(k[0]), float(k[1]))
-        if key not in self._shift:
-            ey = np.exp(-2j * np.pi * key[0] * self.yy)
-            ex = np.exp(-2j * np.pi * key[1] * self.xx)
-            q = np.minimum(np.hypot(self.fy + key[0], self.fx + key[1]) / (2.0 * self.fp), 1.0)
-            self._shift[key] = (ey, ex, q)
-        ey, ex, q = self._shift[key]
-        o = sfft.fft2((h * ey) * ex, workers=_WORKERS)
-        if attenuation != 1.0:
-            o *= np.exp(q * np.log(attenuation))
-        return o
+def _pupil_radius(optics: Optics) -> float:
+    """``f_p = NA pixel / lambda``, cycles per camera pixel."""
+    return float(optics.na * optics.pixel_size / optics.wavelength)
 
 
 def pupil_otf(
     shape: tuple[int, int], optics: Optics, coefficients: Sequence[float], attenuation: float
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """``O(g + k)`` on the FFT grid of ``shape`` for any shift ``k`` (cycles per pixel), the
-    model of the module docstring with ``coefficients`` for :data:`NOLL`; ``O(0) = 1``.
-
-    The intensity PSF ``h`` is computed on the camera grid (band-limited to ``2 f_p <= 0.5``
-    cycles per pixel, so sampled without aliasing); ``O(g + k) = F[h(r) e^{-2 pi i k.r}](g)``
-    with ``r`` the signed pixel offset from ``h``'s centre at index 0.
-    """
-    model = _PupilModel(shape, optics)
+    """``O(g + k)`` on the camera grid of ``shape`` for any shift ``k`` (cycles per pixel):
+    :class:`dps_stages.optics.PupilOTF` with ``coefficients`` for :data:`NOLL`; ``O(0) =
+    1``."""
+    model = PupilOTF(shape, _pupil_radius(optics), NOLL)
     h = model.psf(coefficients)
     return lambda k: model.at(h, float(attenuation), np.asarray(k, dtype=float))
 
@@ -224,7 +182,7 @@ def calibrate_pupil(
         return empty
     weights: list[np.ndarray] = []
 
-    model = _PupilModel(shape, optics)
+    model = PupilOTF(shape, _pupil_radius(optics), NOLL)
 
     def project(p: np.ndarray) -> tuple[np.ndarray, list[complex]]:
         h, att = model.psf(p[:-1]), float(np.exp(p[-1]))

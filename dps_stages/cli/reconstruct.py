@@ -78,7 +78,8 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
         except (OSError, KeyError, ValueError, TypeError) as exc:
             where = args.calibration or args.input
             raise io.DpsInputError(f"{where}: no OTF attenuation: {exc}") from exc
-        log.info("OTF attenuation a = %.4g (%s)", kw["otf_decay"], args.calibration or "fitted")
+        log.info("OTF attenuation a = %.4g, pupil %s (%s)", kw["otf_decay"],
+                 kw.get("pupil") or "ideal", args.calibration or "fitted")  # fmt: skip
         del centre
     images, params = [], []
     for i in range(raw.shape[0]):

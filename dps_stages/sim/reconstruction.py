@@ -9,6 +9,7 @@ steps are in :mod:`.wiener`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,7 @@ def reconstruct(
     edge: int = 16,
     background_percentile: float | None = 0.5,
     normalise_intensity: bool = True,
+    pupil: Mapping[int | str, float] | None = None,
     **estimate_kw: Any,
 ) -> tuple[np.ndarray, SIMParameters]:
     """2D-SIM reconstruction on the 2x grid by the generalised Wiener filter (Gustafsson 2000).
@@ -107,6 +109,13 @@ def reconstruct(
         denominator; transfer above 1 beside the notches, ringing at the pattern frequency).
     otf_decay, pixel_otf
         OTF model (see :func:`otf_values`).
+    pupil
+        Zernike coefficients ``{noll: waves rms}`` of the detection pupil (the calibration's
+        :mod:`dps_stages.calibrate.pupil`): the bands are then weighted by the complex OTF's
+        conjugate and the denominators take ``|O|^2`` (:class:`dps_stages.optics.PupilOTF`,
+        times ``otf_decay^q`` and the pixel's sinc), which undoes the aberration's blur and
+        its phase (coma). None: the ideal pupil. The pattern is still estimated with the
+        ideal OTF, whose phases a reconstruction with the same OTF phase convention needs.
     band_weights
         ``"snr"`` (side bands weighted by ``m^2 / 4``, minimum variance) or ``"equal"``.
     local_wiener, local_wiener_smooth, local_wiener_sigma
@@ -155,7 +164,7 @@ def reconstruct(
         strength, fwhm_um = attenuation
         att = (float(strength), float(fwhm_um) * float(optics.pixel_size) / 1000.0)
     g = _Grid(x.shape[1:], float(optics.cutoff_per_pixel), float(otf_decay), bool(pixel_otf),
-              att, attenuation_mode == "otf")  # fmt: skip
+              att, attenuation_mode == "otf", pupil)  # fmt: skip
 
     num, den, noise = _zero_band(spec, params, g, attenuate_zero_band)
     # side bands from the frames tapered to zero at the border (``docs/sim.md``, *Edges*)

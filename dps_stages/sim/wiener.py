@@ -10,10 +10,13 @@ its parameter from the widefield spectrum (:func:`_auto_wiener`), the apodisatio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from ..optics import PupilOTF
 from .estimation import SIMParameters
 from .otf import (
     _attenuation,
@@ -159,7 +162,8 @@ class _Grid:
     """The 2x output grid (rfft half layout) and the OTF model shared by the steps."""
 
     def __init__(self, shape: tuple[int, int], cutoff: float, decay: float, pixel: bool,
-                 att: tuple[float, float] | None, square_att: bool) -> None:  # fmt: skip
+                 att: tuple[float, float] | None, square_att: bool,
+                 pupil: Mapping[int | str, float] | None = None) -> None:  # fmt: skip
         self.ny, self.nx = int(shape[0]), int(shape[1])
         self.my, self.mx = 2 * self.ny, 2 * self.nx
         self.hx = self.mx // 2 + 1
@@ -170,6 +174,20 @@ class _Grid:
         self.fx2 = (np.arange(self.hx, dtype=np.float32) / np.float32(self.mx * 0.5))[None, :]
         # O A on the 1x grid (each band in its own coordinates): side bands, zero band
         self.o1 = _grid_otf((self.ny, self.nx), 1.0, cutoff, decay, pixel)
+        self._pupil2: tuple[PupilOTF, np.ndarray] | None = None
+        if pupil:
+            # an aberrated pupil (PupilOTF): the OTF is complex, the bands are weighted by
+            # conj(O) (the matched filter) and the denominators take |O|^2
+            noll = sorted(int(j) for j in pupil)
+            coef = [float(pupil[j] if j in pupil else pupil[str(j)]) for j in noll]
+            fp = cutoff / 2.0  # pupil radius, cycles per camera pixel
+            m1 = PupilOTF((self.ny, self.nx), fp, noll)
+            o = m1.at(m1.psf(coef), decay, np.zeros(2))
+            if pixel:
+                o = o * (np.sinc(_freqs(self.ny, 1.0))[:, None] * np.sinc(_freqs(self.nx, 1.0)))
+            self.o1 = np.conj(o).astype(np.complex64)
+            m2 = PupilOTF((self.my, self.mx), fp / 2.0, noll)  # cycles per half pixel
+            self._pupil2 = (m2, m2.psf(coef))
         self.a1 = None
         if att is not None:
             fy, fx = _freqs(self.ny, 1.0)[:, None], _freqs(self.nx, 1.0)[None, :]
@@ -184,8 +202,15 @@ class _Grid:
         """Denominator term ``A O^2`` (attenuation mode "weight") or ``A^2 O^2`` ("otf") of a
         band whose origin sits at ``f = (ky, kx)``, and its noise term ``A^2 O^2``."""
         gy, gx = self.fy2 - np.float32(ky), self.fx2 - np.float32(kx)
-        o = otf_values(gy, gx, self.cutoff, decay=self.decay, pixel=self.pixel)
-        o2 = o * o
+        if self._pupil2 is None:
+            o = otf_values(gy, gx, self.cutoff, decay=self.decay, pixel=self.pixel)
+            o2 = o * o
+        else:  # |O(f - k)|^2 on the 2x grid (its units: cycles per half pixel)
+            m2, h2 = self._pupil2
+            o = m2.at(h2, self.decay, np.array([-ky, -kx]) / 2.0)[:, : self.hx]
+            o2 = (o.real**2 + o.imag**2).astype(np.float32)
+            if self.pixel:
+                o2 *= (np.sinc(gy) * np.sinc(gx)) ** 2
         v2 = o2  # noise term A^2 O^2 of the band (per unit band weight)
         if self.att is not None and attenuate:
             a = _attenuation(gy, gx, *self.att)

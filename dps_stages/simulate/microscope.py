@@ -386,7 +386,7 @@ def simulate_kwargs_from_calibration(
     in cycles per camera pixel or ``angle_deg`` and ``frequency``, ``phases``,
     ``modulation``), ``otf`` {``attenuation``, ``attenuation_sigma``, ``modulation`` (per
     angle, or per acquisition and angle: averaged over acquisitions)}, ``haze`` {``level``,
-    ``scale`` (um)}, ``pupil`` {``determined``, ``aberration``, ``aberration_sigma``}. Mapping:
+    ``scale`` (um)}, ``sim_settings`` {``pupil``}. Mapping:
 
     * ``noise_kw``: ``gain``, ``offset``, ``read_noise`` (photo-electrons) as they are;
     * ``pattern_kw``: ``angles`` (rad, the circular mean over acquisitions of ``theta mod
@@ -397,10 +397,10 @@ def simulate_kwargs_from_calibration(
       clipped to ``[0.05, 1]``;
     * ``otf_attenuation``: ``a`` converted to ``optics`` (``a^(f / f_c) = a'^(f / f_c')``
       gives ``a' = a^(f_c' / f_c)``); 1 when undetermined (``sigma_a / a > max_rel_sigma``);
-    * ``zernike``: the terms of ``pupil.aberration`` (waves rms on the unit pupil, so the
-      same for any ``optics``) at least 3 sigma from 0, when the pupil was determined; with
-      ``otf_attenuation`` from the radial fit above (the pupil fit's own ``a`` trades off
-      against spherical aberration at low signal; the two agree within 0.02 at 300 photons);
+    * ``zernike``: ``sim_settings.pupil``, the pupil's terms at least 3 sigma from 0 (waves
+      rms on the unit pupil, so the same for any ``optics``;
+      :func:`dps_stages.calibrate.significant_aberration`), with ``otf_attenuation`` from the
+      radial fit above, as the Wiener stage takes them;
     * ``haze``: the calibration's ``level = B / mean(W + B)`` is ``h / (1 + h)`` of this
       simulator's ``h = mean(H) / mean(W)`` (for a dark-background sample), so
       ``h = level / (1 - level)`` (level clipped to ``[0, 0.9]``); ``haze_scale`` = ``1000
@@ -436,16 +436,9 @@ def simulate_kwargs_from_calibration(
         out["otf_attenuation"] = float(a ** (optics.cutoff / cutoff_cal)) if ok else 1.0
     elif _finite((calib.get("sim_settings") or {}).get("otf_decay")):
         out["otf_attenuation"] = float(min(calib["sim_settings"]["otf_decay"], 1.0))
-    pupil = calib.get("pupil") or {}
-    if pupil.get("determined"):
-        ab, sig = pupil.get("aberration") or {}, pupil.get("aberration_sigma") or {}
-        zern = {
-            int(j): float(c)
-            for j, c in ab.items()
-            if _finite(c) and _finite(sig.get(j)) and abs(float(c)) >= 3.0 * float(sig[j])
-        }
-        if zern:
-            out["zernike"] = zern
+    pupil = (calib.get("sim_settings") or {}).get("pupil")  # the significant terms
+    if pupil:
+        out["zernike"] = {int(j): float(c) for j, c in pupil.items()}
     haze = calib.get("haze") or {}
     if _finite(haze.get("level")):
         level = float(np.clip(haze["level"], 0.0, 0.9))
