@@ -49,6 +49,7 @@ from scipy import optimize
 
 from ..optics import Optics, PupilOTF
 from ..sim import SIMParameters
+from ..sim.reconstruction import shift_origin
 from ._util import MIN_SNR, as_stack, overlap_bands
 
 __all__ = ["NOLL", "PupilCalibration", "calibrate_pupil", "pupil_otf"]
@@ -57,7 +58,6 @@ __all__ = ["NOLL", "PupilCalibration", "calibrate_pupil", "pupil_otf"]
 NOLL = (5, 6, 7, 8, 11)
 #: Frames larger than this (pixels per side) are fitted on their central region.
 MAX_SIDE = 256
-_WORKERS = -1
 
 
 @dataclass
@@ -133,14 +133,6 @@ def _centre(arr: np.ndarray, side: int) -> np.ndarray:
     return arr[..., y0 : y0 + cy, x0 : x0 + cx]
 
 
-def _shift_params(p: SIMParameters, y0: int, x0: int) -> SIMParameters:
-    """The pattern of a crop starting at ``(y0, x0)``: phases move by ``2 pi k.(y0, x0)``."""
-    k = np.asarray(p.k, dtype=float)
-    shift = 2.0 * np.pi * (k[:, 0] * y0 + k[:, 1] * x0)
-    return SIMParameters(k=k, phases=np.asarray(p.phases) + shift[:, None],
-                         modulation=p.modulation, significance=p.significance)  # fmt: skip
-
-
 def calibrate_pupil(
     frames: Any,
     optics: Optics,
@@ -174,7 +166,7 @@ def calibrate_pupil(
         means = x.mean(axis=(1, 2))
         if np.all(means > 0):
             x = x * (means.mean() / means)[:, None, None]
-        bands += [bd for bd in _bands(x, _shift_params(params[i], y0, x0), i, cutoff)
+        bands += [bd for bd in _bands(x, shift_origin(params[i], y0, x0), i, cutoff)
                   if bd.sel.size >= 16]  # fmt: skip
     npar = len(NOLL) + 1
     points = sum(bd.sel.size for bd in bands)
