@@ -17,7 +17,7 @@ from ._util import MIN_SIZE, as_stack
 from .camera import CameraCalibration, calibrate_camera
 from .haze import HazeCalibration, calibrate_haze
 from .otf import OTFCalibration, calibrate_otf
-from .pupil import PupilCalibration, calibrate_pupil
+from .pupil import ABERRATION_FLOOR, DELTA_CHI2_MIN, PupilCalibration, calibrate_pupil
 
 log = logging.getLogger("dps.calibrate")
 
@@ -99,7 +99,10 @@ def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
     otf = calibrate_otf(arr, optics, params, offset=b)
     a0 = otf.attenuation if np.isfinite(otf.attenuation) and 0 < otf.attenuation <= 1 else 0.5
     pupil = calibrate_pupil(arr, optics, params, offset=b, attenuation=a0)
-    haze = calibrate_haze(arr, optics, params, otf, offset=b, pupil=pupil)
+    # the haze through the fitted pupil only where the aberration is real (else the ideal OTF
+    # as before: a spurious pupil fit would move the level for nothing)
+    aberrated = pupil if significant_aberration(pupil) else None
+    haze = calibrate_haze(arr, optics, params, otf, offset=b, pupil=aberrated)
     return Calibration(
         optics=optics,
         camera=camera,
@@ -133,17 +136,21 @@ def calibrated_sim_settings(
     return out
 
 
-def significant_aberration(pupil: PupilCalibration | None, sigmas: float = 3.0) -> dict[int, float]:
-    """The fitted pupil's Zernike terms at least ``sigmas`` standard errors from 0 (none when
-    the pupil is not determined): what the Wiener stage and the simulator take from it (an
-    ideal pupil reads up to 2.5 sigma of astigmatism, see :mod:`.pupil`)."""
-    if pupil is None or not pupil.determined:
+def significant_aberration(
+    pupil: PupilCalibration | None, sigmas: float = 3.0, floor: float = ABERRATION_FLOOR
+) -> dict[int, float]:
+    """The fitted pupil's Zernike terms at least ``sigmas`` standard errors and ``floor``
+    waves from 0, when the aberration as a whole improves the fit by ``DELTA_CHI2_MIN`` (none
+    when the pupil is not determined): what the Wiener stage and the simulator take from it.
+    Both tests are needed besides the standard error: near 0 an even term changes the OTF only
+    to second order, so its linearised error is too small there (:mod:`.pupil`)."""
+    if pupil is None or not pupil.determined or not pupil.delta_chi2 >= DELTA_CHI2_MIN:
         return {}
     return {
         int(j): float(c)
         for j, c in pupil.aberration.items()
         if np.isfinite(c) and np.isfinite(pupil.aberration_sigma[j])
-        and abs(c) >= sigmas * pupil.aberration_sigma[j]
+        and abs(c) >= max(sigmas * pupil.aberration_sigma[j], floor)
     }  # fmt: skip
 
 

@@ -26,16 +26,25 @@ SIAM J. Numer. Anal. 10, 413, 1973) with the zero band's noise power taken off i
 denominator (``A = sum w conj(T C_0) C_+1 / sum w (|T C_0|^2 - |T|^2 N_0)``: without it the
 noise of ``C_0`` biases ``|A|`` low, errors in variables). The weights ``w = 1 / (N_1 + |T|^2
 N_0)`` are fixed at the ideal pupil (refitted weights would let the fit inflate ``T`` to
-shrink them). Uncertainties: the Jacobian's covariance scaled by the reduced chi^2.
+shrink them). Uncertainties: the Jacobian's covariance scaled by the reduced chi^2 (when
+above 1). Near ``c = 0`` an even term changes the OTF only to second order, so the linearised
+error understates its noise there: an ideal pupil reads up to 0.026 waves of astigmatism
+(at about 4 sigma), and on small, strongly attenuated fields (128 x 128, a = 0.2) up to
+0.06 waves of spherical aberration. Hence two tests before a term is used (by the Wiener
+stage and the simulator, :func:`dps_stages.calibrate.significant_aberration`): the whole
+aberration must improve the fit over the ideal pupil (``a`` alone refitted) by
+``delta_chi2 >= DELTA_CHI2_MIN``, and the term must stand ``3`` sigma and
+:data:`ABERRATION_FLOOR` waves from 0.
 
 What it gives the rest: the haze (:mod:`dps_stages.calibrate.haze`) extrapolates the
 in-focus light to ``g = 0`` through this OTF (through the ideal one an aberrated pupil reads
 as haze), and ``phase_offset = arg A`` per angle: the pattern estimator takes the OTF as real
 and its phases absorb the OTF's phase; ``pattern phase + phase_offset`` is the pattern's own
-phase, while a reconstruction with a real OTF wants the estimator's. Even aberrations
-(astigmatism, spherical) give the same OTF for ``+-c`` (the PSF of ``-W`` is that of ``W``
-rotated by 180 degrees): their sign is not determined. The fit runs on the central ``256 x
-256`` of larger frames (:data:`MAX_SIDE`), enough for the six parameters.
+phase, while a reconstruction with a real OTF wants the estimator's. The even terms'
+common sign is not determined: the PSF of ``-W`` is that of ``W`` rotated by 180 degrees, so
+flipping every even term (astigmatism, spherical) and keeping the odd ones (coma) gives the
+same PSF. The fit runs on the central ``256 x 256`` of larger frames (:data:`MAX_SIDE`),
+enough for the six parameters.
 """
 
 from __future__ import annotations
@@ -52,12 +61,26 @@ from ..sim import SIMParameters
 from ..sim.reconstruction import shift_origin
 from ._util import MIN_SNR, as_stack, overlap_bands
 
-__all__ = ["NOLL", "PupilCalibration", "calibrate_pupil", "pupil_otf"]
+__all__ = [
+    "ABERRATION_FLOOR",
+    "DELTA_CHI2_MIN",
+    "NOLL",
+    "PupilCalibration",
+    "calibrate_pupil",
+    "pupil_otf",
+]
 
 #: The Zernike terms fitted (Noll indices): astigmatism, coma, primary spherical.
 NOLL = (5, 6, 7, 8, 11)
 #: Frames larger than this (pixels per side) are fitted on their central region.
 MAX_SIDE = 256
+#: Waves rms: the smallest term taken as real (an ideal pupil read up to 0.026 waves of
+#: astigmatism on 192 x 192 fields at 300 photons, seeds 0-4 of tests/test_calibrate.py).
+ABERRATION_FLOOR = 0.03
+#: The aberration is taken as real only when it improves the fit over the ideal pupil by at
+#: least this chi^2 (five more parameters: chi^2_5 exceeds 40 with probability 2e-7). Ideal
+#: pupils measured 1-25 (128 x 128 with a = 0.2 the highest), aberrated ones 68-2500.
+DELTA_CHI2_MIN = 40.0
 
 
 @dataclass
@@ -65,8 +88,9 @@ class PupilCalibration:
     """Fitted pupil: ``aberration`` ``{noll: waves rms}`` with ``aberration_sigma``; the
     ``attenuation`` fitted with it; per acquisition and angle the ``modulation`` ``|A|`` and
     ``phase_offset`` ``arg A`` (rad; add it to the pattern's phases for the pattern's own
-    phase); ``chi2_reduced``; ``points`` of the overlap used. All ``nan`` (and ``points`` 0)
-    when the fit could not be made (too few points, or frames sampled too coarsely)."""
+    phase); ``chi2_reduced``; ``points`` of the overlap used; ``delta_chi2`` the fit's
+    improvement over the ideal pupil. All ``nan`` (and ``points`` 0) when the fit could not
+    be made (too few points, or frames sampled too coarsely)."""
 
     aberration: dict[int, float]
     aberration_sigma: dict[int, float]
@@ -77,6 +101,7 @@ class PupilCalibration:
     chi2_reduced: float
     points: int
     rms: float = float("nan")
+    delta_chi2: float = float("nan")
     otf: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -188,7 +213,8 @@ def calibrate_pupil(
             u = t * bd.c0
             den = float(np.sum(w * (np.abs(u) ** 2 - np.abs(t) ** 2 * bd.n0)))
             amp = complex(np.sum(w * np.conj(u) * bd.c1)) / max(den, 1e-300)
-            r = (bd.c1 - amp * u) * np.sqrt(w)
+            # each of the real and imaginary parts carries half the complex noise power
+            r = (bd.c1 - amp * u) * np.sqrt(2.0 * w)
             res += [r.real, r.imag]
             amps.append(amp)
         return np.concatenate(res), amps
@@ -201,8 +227,14 @@ def calibrate_pupil(
         lambda p: project(p)[0], start, bounds=(lo, hi), diff_step=1e-3,
         x_scale=np.r_[np.full(len(NOLL), 0.05), 0.3], ftol=1e-6, xtol=1e-6,
     )  # fmt: skip
+    # the ideal pupil with only a free: how much the aberration terms improve the fit
+    ideal = optimize.least_squares(
+        lambda q: project(np.r_[np.zeros(len(NOLL)), q])[0], start[-1:], bounds=(lo[-1:], hi[-1:]),
+        diff_step=1e-3, x_scale=[0.3], ftol=1e-6, xtol=1e-6,
+    )  # fmt: skip
     res, amps = project(sol.x)
     dof = max(res.size - npar - 2 * len(bands), 1)
+    delta_chi2 = float(2.0 * (ideal.cost - sol.cost))
     chi2 = float(res @ res / dof)
     try:
         cov = np.linalg.inv(sol.jac.T @ sol.jac) * max(chi2, 1.0)
@@ -225,5 +257,6 @@ def calibrate_pupil(
         chi2_reduced=chi2,
         points=int(points),
         rms=float(np.sqrt(np.sum(coef**2))),
+        delta_chi2=delta_chi2,
         otf=pupil_otf(tuple(arr.shape[-2:]), optics, coef, a),
     )
