@@ -441,3 +441,15 @@ def test_periodic_spectra_equal_the_real_space_decomposition(rng):
     axis_power = np.mean(np.abs(p_hat[:, 0, 1:]) ** 2)
     raw_axis_power = np.mean(np.abs(sfft.fft2(u)[:, 0, 1:]) ** 2)
     assert axis_power < 0.05 * raw_axis_power
+
+
+def test_an_unaberrated_pupil_reconstructs_as_the_ideal_otf(samples):
+    """``pupil`` with every term 0 is the ideal pupil computed numerically
+    (:class:`dps_stages.optics.PupilOTF`, the disc sampled on the grid) instead of the
+    analytic OTF: the same reconstruction within 2 % of its maximum (1.4 % measured), and
+    a real OTF, so no phase: correlation above 0.9999."""
+    frames = samples["microtubules"]["raw"][1]
+    ideal, params = sim.reconstruct(frames, OPTICS)
+    numeric, _ = sim.reconstruct(frames, OPTICS, params=params, pupil={5: 0.0, 7: 0.0})
+    assert np.abs(numeric - ideal).max() < 0.02 * np.abs(ideal).max()
+    assert np.corrcoef(numeric.ravel(), ideal.ravel())[0, 1] > 0.9999
