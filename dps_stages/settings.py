@@ -74,13 +74,16 @@ class BackgroundDefaults:
 class SIMDefaults:
     """``sim``: the Wiener 2D-SIM reconstruction (Gustafsson 2000): parameter w or 'auto'
     (wiener_factor x the measured noise-to-signal ratio), OTF damping a (a**q, fairSIM; 'auto':
-    fitted to the acquisition's own frames by :mod:`dps_stages.calibrate`), and the local
-    noise suppression after the combination (Lee 1980; 0: off)."""
+    fitted to the acquisition's own frames by :mod:`dps_stages.calibrate`), the local noise
+    suppression after the combination (Lee 1980; 0: off), and the detection pupil:
+    ``ideal``, or ``calibrated`` (the calibration's significant aberrations, with
+    ``otf_decay: auto``)."""
 
     wiener: float | str = "auto"
     wiener_factor: float = 3.0
     otf_decay: float | str = "auto"
     local_wiener: float = 1.5
+    pupil: str = "ideal"
 
 
 @dataclass(frozen=True)

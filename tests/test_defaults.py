@@ -131,9 +131,9 @@ def test_science_signatures_use_the_same_defaults():
         }
 
     # otf_decay 'auto' is resolved by dps_stages.calibrate before sim.reconstruct, whose own
-    # default is the ideal OTF
-    assert asdict(d.sim)["otf_decay"] == "auto"
-    wiener = asdict(d.sim) | {"otf_decay": 1.0}
+    # default is the ideal OTF; pupil 'ideal' is reconstruct's None (no aberration)
+    assert asdict(d.sim)["otf_decay"] == "auto" and asdict(d.sim)["pupil"] == "ideal"
+    wiener = asdict(d.sim) | {"otf_decay": 1.0, "pupil": None}
     assert {k: defaults(sim.reconstruct)[k] for k in asdict(d.sim)} == wiener
     assert {k: defaults(noise.acquisition_chain)[k] for k in asdict(d.simulate.noise)} == asdict(
         d.simulate.noise

@@ -48,6 +48,9 @@ def add_wiener_options(p) -> None:
             "the frames (dps calibrate), or taken from --calibration")  # fmt: skip
     _option(p, "--local-wiener", key="sim.local_wiener", type=_non_negative,
             help="local noise suppression of the background grain (Lee 1980); 0: off")  # fmt: skip
+    _option(p, "--pupil", key="sim.pupil", choices=("ideal", "calibrated"),
+            help="detection pupil: ideal, or the calibration's aberrations (with --otf-decay "
+            "auto)")  # fmt: skip
 
 
 def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
@@ -65,6 +68,12 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     raw = io.check_image(raw, args.input, min_size=16)  # checked as it streams
     optics = _optics(args, meta)
     kw = wiener_kw(args)
+    pupil_mode = kw.pop("pupil")
+    if pupil_mode == "calibrated" and kw["otf_decay"] != "auto":
+        raise io.DpsInputError(
+            f"--pupil calibrated needs --otf-decay auto (the calibrated OTF); got --otf-decay "
+            f"{kw['otf_decay']}"
+        )
     if kw["otf_decay"] == "auto":
         from dps_stages.calibrate import resolve_sim_settings
 
@@ -78,6 +87,8 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
         except (OSError, KeyError, ValueError, TypeError) as exc:
             where = args.calibration or args.input
             raise io.DpsInputError(f"{where}: no OTF attenuation: {exc}") from exc
+        if pupil_mode == "ideal":
+            kw.pop("pupil", None)
         log.info("OTF attenuation a = %.4g, pupil %s (%s)", kw["otf_decay"],
                  kw.get("pupil") or "ideal", args.calibration or "fitted")  # fmt: skip
         del centre

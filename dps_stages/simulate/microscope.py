@@ -376,7 +376,7 @@ def _pattern_from_calibration(
 
 
 def simulate_kwargs_from_calibration(
-    calib: Mapping[str, Any], optics: Optics, *, max_rel_sigma: float = 1.0
+    calib: Mapping[str, Any], optics: Optics, *, max_rel_sigma: float = 1.0, pupil: bool = False
 ) -> dict[str, Any]:
     """Keywords of :func:`dps_stages.simulate.simulate_dataset` for a calibrated microscope.
 
@@ -397,10 +397,11 @@ def simulate_kwargs_from_calibration(
       clipped to ``[0.05, 1]``;
     * ``otf_attenuation``: ``a`` converted to ``optics`` (``a^(f / f_c) = a'^(f / f_c')``
       gives ``a' = a^(f_c' / f_c)``); 1 when undetermined (``sigma_a / a > max_rel_sigma``);
-    * ``zernike``: ``sim_settings.pupil``, the pupil's terms at least 3 sigma from 0 (waves
-      rms on the unit pupil, so the same for any ``optics``;
-      :func:`dps_stages.calibrate.significant_aberration`), with ``otf_attenuation`` from the
-      radial fit above, as the Wiener stage takes them;
+    * ``zernike`` (only with ``pupil``; the DAG does not ask for it, as its Wiener stage
+      keeps the ideal pupil by default): ``sim_settings.pupil``, the pupil's significant
+      terms (waves rms on the unit pupil, so the same for any ``optics``;
+      :func:`dps_stages.calibrate.significant_aberration`), with ``otf_attenuation`` from
+      the radial fit above;
     * ``haze``: the calibration's ``level = B / mean(W + B)`` is ``h / (1 + h)`` of this
       simulator's ``h = mean(H) / mean(W)`` (for a dark-background sample), so
       ``h = level / (1 - level)`` (level clipped to ``[0, 0.9]``); ``haze_scale`` = ``1000
@@ -436,9 +437,9 @@ def simulate_kwargs_from_calibration(
         out["otf_attenuation"] = float(a ** (optics.cutoff / cutoff_cal)) if ok else 1.0
     elif _finite((calib.get("sim_settings") or {}).get("otf_decay")):
         out["otf_attenuation"] = float(min(calib["sim_settings"]["otf_decay"], 1.0))
-    pupil = (calib.get("sim_settings") or {}).get("pupil")  # the significant terms
-    if pupil:
-        out["zernike"] = {int(j): float(c) for j, c in pupil.items()}
+    pupil_terms = (calib.get("sim_settings") or {}).get("pupil")  # the significant terms
+    if pupil and pupil_terms:
+        out["zernike"] = {int(j): float(c) for j, c in pupil_terms.items()}
     haze = calib.get("haze") or {}
     if _finite(haze.get("level")):
         level = float(np.clip(haze["level"], 0.0, 0.9))

@@ -50,6 +50,7 @@ rule sim_reconstruct:
         otf_decay=config["sim"]["otf_decay"],
         calibration=calibration_option,
         local_wiener=config["sim"]["local_wiener"],
+        pupil=config["sim"]["pupil"],
         wavelength=lambda w: optics(w.ds)["wavelength"],
         na=lambda w: optics(w.ds)["na"],
         modulation_factor=lambda w: optics(w.ds)["modulation_factor"],
@@ -59,7 +60,8 @@ rule sim_reconstruct:
         "dps sim-reconstruct {params.frames:q} {params.dst:q} {params.calibration} "
         "--wiener {params.wiener:q} "
         "--wiener-factor {params.wiener_factor:q} --otf-decay {params.otf_decay:q} "
-        "--local-wiener {params.local_wiener:q} --wavelength {params.wavelength:q} "
+        "--local-wiener {params.local_wiener:q} --pupil {params.pupil:q} "
+        "--wavelength {params.wavelength:q} "
         "--na {params.na:q} --modulation-factor {params.modulation_factor:q} "
         "--stage {wildcards.wiener_stage:q} > {log:q} 2>&1"
 
