@@ -459,3 +459,29 @@ def test_wiener_through_the_calibrated_pupil(aberrated, tmp_path) -> None:
     flipped = ssim({j: (-v if j in (7, 8) else v) for j, v in kw["pupil"].items()})
     assert fitted > ideal + 0.01, (ideal, fitted)
     assert fitted > flipped, (flipped, fitted)
+
+
+def test_sim_reconstruct_pupil_is_opt_in(aberrated, tmp_path) -> None:
+    """`dps sim-reconstruct --calibration` keeps the ideal pupil by default (sim.pupil:
+    ideal) and takes the calibration's significant terms with --pupil calibrated; with a
+    fixed --otf-decay the calibrated pupil is refused, naming the option and the value."""
+    import tifffile
+
+    from dps_stages import io
+    from dps_stages.cli import main
+
+    raw, _, c = aberrated
+    src = tmp_path / "raw.tif"
+    tifffile.imwrite(src, np.round(raw).astype(np.uint16))
+    cal_json = cal.write_calibration(tmp_path / "cal.json", c)
+    optics = ["--wavelength", "600", "--na", "1.2", "--pixel-size", "80"]
+    for mode in ("ideal", "calibrated"):
+        out = tmp_path / f"{mode}.zarr"
+        rc = main(["sim-reconstruct", str(src), str(out), "--calibration", str(cal_json),
+                   "--pupil", mode, *optics])  # fmt: skip
+        assert rc == 0
+        settings = io.open_stage(out)[1]["sim_settings"]
+        assert ("pupil" in settings) == (mode == "calibrated"), settings
+    rc = main(["sim-reconstruct", str(src), str(tmp_path / "x.zarr"), "--pupil", "calibrated",
+               "--otf-decay", "0.5", *optics])  # fmt: skip
+    assert rc != 0 and not (tmp_path / "x.zarr").exists()
