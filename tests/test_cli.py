@@ -228,3 +228,29 @@ def test_parser_imports_neither_torch_nor_dask():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_progress_bar_into_a_log_stops_with_the_computation():
+    """Into a file the bar redraws every 30 s, yet the command does not wait out the interval
+    at its end: the timer waits on an event that the end of the computation sets. With
+    dask's own timer (a sleep, then a join) this computation would take the whole 30 s
+    interval; here it must end within the 25 s guard (it takes well under one)."""
+    import io as pyio
+    import threading
+
+    import dask.array as da
+
+    from dps_stages.cli.common import LOG_PROGRESS_INTERVAL, _progress
+
+    log = pyio.StringIO()  # not a terminal: the log interval
+    bar = _progress(out=log)
+    assert bar._dt == LOG_PROGRESS_INTERVAL >= 30
+
+    def run() -> None:
+        with bar:
+            da.ones((64, 64), chunks=16).sum().compute()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=25)
+    assert not worker.is_alive(), "the progress bar waited out its interval"
