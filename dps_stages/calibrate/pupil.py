@@ -26,9 +26,13 @@ SIAM J. Numer. Anal. 10, 413, 1973) with the zero band's noise power taken off i
 denominator (``A = sum w conj(T C_0) C_+1 / sum w (|T C_0|^2 - |T|^2 N_0)``: without it the
 noise of ``C_0`` biases ``|A|`` low, errors in variables). The weights ``w = 1 / (N_1 + |T|^2
 N_0)`` are fixed at the ideal pupil (refitted weights would let the fit inflate ``T`` to
-shrink them). Uncertainties: the Jacobian's covariance scaled by the reduced chi^2 (when
-above 1). Near ``c = 0`` an even term changes the OTF only to second order, so the linearised
-error understates its noise there: an ideal pupil reads up to 0.026 waves of astigmatism
+shrink them). ``a`` may reach 1.5 here: the simulator's camera binning (4 x 4 fine pixels)
+transfers about 1 % more at high frequency than the pixel's ``sinc`` divided out, and with
+``a <= 1`` the ideal default simulation read that as 0.016-0.048 waves of spherical
+aberration at 12-16 sigma (with ``a <= 1.5``: ``a`` 1.05-1.27, delta chi^2 11-36).
+Uncertainties: the Jacobian's covariance scaled by the reduced chi^2 (when above 1). Near
+``c = 0`` an even term changes the OTF only to second order, so the linearised error
+understates its noise there: an ideal pupil reads up to 0.026 waves of astigmatism
 (at about 4 sigma), and on small, strongly attenuated fields (128 x 128, a = 0.2) up to
 0.06 waves of spherical aberration. Hence two tests before a term is used (by the Wiener
 stage and the simulator, :func:`dps_stages.calibrate.significant_aberration`): the whole
@@ -221,7 +225,7 @@ def calibrate_pupil(
 
     project(np.r_[np.zeros(len(NOLL)), np.log(attenuation)])  # weights at the ideal pupil
     lo = np.r_[np.full(len(NOLL), -0.25), np.log(1e-3)]
-    hi = np.r_[np.full(len(NOLL), 0.25), 0.0]
+    hi = np.r_[np.full(len(NOLL), 0.25), np.log(1.5)]  # a <= 1.5 (module docstring)
     start = np.r_[np.zeros(len(NOLL)), np.log(attenuation)]
     sol = optimize.least_squares(
         lambda p: project(p)[0], start, bounds=(lo, hi), diff_step=1e-3,
