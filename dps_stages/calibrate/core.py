@@ -173,9 +173,11 @@ def resolve_sim_settings(
     optics: Optics,
     *,
     calibration: str | Path | None = None,
+    pupil: bool = True,
 ) -> dict[str, Any]:
     """The Wiener settings with ``otf_decay="auto"`` made the calibrated OTF; other values
-    pass through (and keep the ideal pupil).
+    pass through (and keep the ideal pupil). ``pupil=False``: the attenuation only (no pupil
+    fit, no ``pupil`` key).
 
     ``auto``: ``sim_settings`` of a calibration JSON (:func:`write_calibration`: ``otf_decay``
     and, where significant, ``pupil``) when one is given, else the attenuation and pupil
@@ -190,7 +192,7 @@ def resolve_sim_settings(
     if calibration is not None:
         settings = json.loads(Path(calibration).read_text())["sim_settings"]
         kw["otf_decay"] = float(settings["otf_decay"])
-        if settings.get("pupil"):
+        if pupil and settings.get("pupil"):
             kw["pupil"] = {int(j): float(c) for j, c in settings["pupil"].items()}
         return kw
     if min(np.shape(frames)[-2:]) < MIN_SIZE:
@@ -203,16 +205,20 @@ def resolve_sim_settings(
         offset = camera.offset if np.isfinite(camera.offset) else None
         otf = calibrate_otf(arr, optics, params, offset=offset)
         a0 = otf.attenuation if np.isfinite(otf.attenuation) and 0 < otf.attenuation <= 1 else 0.5
-        pupil = significant_aberration(
-            calibrate_pupil(arr, optics, params, offset=offset, attenuation=a0)
+        terms = (
+            significant_aberration(
+                calibrate_pupil(arr, optics, params, offset=offset, attenuation=a0)
+            )
+            if pupil
+            else {}
         )
     except ValueError as exc:  # e.g. pixels too coarse for a noise band beyond the cutoff
         log.warning("no OTF attenuation from the frames (%s); the ideal OTF is used", exc)
         kw["otf_decay"] = 1.0
         return kw
     kw["otf_decay"] = _otf_decay(otf, optics, optics)
-    if pupil:
-        kw["pupil"] = pupil
+    if terms:
+        kw["pupil"] = terms
     return kw
 
 

@@ -83,12 +83,11 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
         y0, x0 = (ny - cy) // 2, (nx - cx) // 2
         centre = np.asarray(raw[..., y0 : y0 + cy, x0 : x0 + cx])
         try:
-            kw = resolve_sim_settings(kw, centre, optics, calibration=args.calibration)
+            kw = resolve_sim_settings(kw, centre, optics, calibration=args.calibration,
+                                      pupil=pupil_mode == "calibrated")  # fmt: skip
         except (OSError, KeyError, ValueError, TypeError) as exc:
             where = args.calibration or args.input
             raise io.DpsInputError(f"{where}: no OTF attenuation: {exc}") from exc
-        if pupil_mode == "ideal":
-            kw.pop("pupil", None)
         log.info("OTF attenuation a = %.4g, pupil %s (%s)", kw["otf_decay"],
                  kw.get("pupil") or "ideal", args.calibration or "fitted")  # fmt: skip
         del centre
