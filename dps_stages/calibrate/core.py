@@ -85,7 +85,7 @@ def _pupil_dict(pupil: PupilCalibration | None) -> dict[str, Any] | None:
 
 
 def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
-    """Camera, pattern, OTF and haze of a dataset from its raw frames (module docstring).
+    """Camera, pattern, OTF, pupil and haze of a dataset from its raw frames (module docstring).
 
     ``frames``: ``(9, y, x)`` or ``(n, 9, y, x)`` raw 2D-SIM frames in ADU, angle-major. The
     ``n`` fields are taken as one session: their wave vectors are pooled where they agree
