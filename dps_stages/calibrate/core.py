@@ -97,8 +97,7 @@ def calibrate(frames: Any, optics: Optics, *, seed: int = 0) -> Calibration:
     params, info = estimate_parameters_pooled(arr, optics, full_output=True)
     b = camera.offset if np.isfinite(camera.offset) else None
     otf = calibrate_otf(arr, optics, params, offset=b)
-    a0 = otf.attenuation if np.isfinite(otf.attenuation) and 0 < otf.attenuation <= 1 else 0.5
-    pupil = calibrate_pupil(arr, optics, params, offset=b, attenuation=a0)
+    pupil = calibrate_pupil(arr, optics, params, offset=b, attenuation=otf.attenuation)
     # the haze through the fitted pupil only where the aberration is real (else the ideal OTF
     # as before: a spurious pupil fit would move the level for nothing)
     aberrated = pupil if significant_aberration(pupil) else None
@@ -204,10 +203,9 @@ def resolve_sim_settings(
         params = estimate_parameters_pooled(arr, optics)
         offset = camera.offset if np.isfinite(camera.offset) else None
         otf = calibrate_otf(arr, optics, params, offset=offset)
-        a0 = otf.attenuation if np.isfinite(otf.attenuation) and 0 < otf.attenuation <= 1 else 0.5
         terms = (
             significant_aberration(
-                calibrate_pupil(arr, optics, params, offset=offset, attenuation=a0)
+                calibrate_pupil(arr, optics, params, offset=offset, attenuation=otf.attenuation)
             )
             if pupil
             else {}

@@ -119,9 +119,9 @@ def _haze_angle(
         q1 = np.hypot(fy + ky, fx + kx) / cutoff
         mid = (q0 > 0.1) & (q1 > 0.1) & (q0 < 0.95) & (q1 < 0.95)
         amp = m * np.exp(1j * float(np.angle(np.sum(np.conj(c0[mid]) * c1[mid]))))
-        o0 = otf_values(fy, fx, cutoff, decay=a, pixel=False).astype(np.complex128)
-        op = otf_values(fy + ky, fx + kx, cutoff, decay=a, pixel=False).astype(np.complex128)
-        om = otf_values(fy - ky, fx - kx, cutoff, decay=a, pixel=False).astype(np.complex128)
+        o0 = otf_values(fy, fx, cutoff, decay=a, pixel=False).astype(np.float64)
+        op = otf_values(fy + ky, fx + kx, cutoff, decay=a, pixel=False).astype(np.float64)
+        om = otf_values(fy - ky, fx - kx, cutoff, decay=a, pixel=False).astype(np.float64)
     else:
         otf_at, amp = pupil
         o0, op, om = otf_at(np.zeros(2)), otf_at(np.asarray(k)), otf_at(-np.asarray(k))

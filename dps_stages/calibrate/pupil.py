@@ -175,8 +175,11 @@ def calibrate_pupil(
 
     ``frames`` ``(9, y, x)`` or ``(n, 9, y, x)`` in ADU; ``params`` the pattern of each
     acquisition; ``offset`` the camera offset (ADU; the 0.5th percentile when None);
-    ``attenuation`` the starting value of ``a``.
+    ``attenuation`` the starting value of ``a`` (the radial fit's; 0.5 where that is not
+    in ``(0, 1]``).
     """
+    if not (np.isfinite(attenuation) and 0 < attenuation <= 1):
+        attenuation = 0.5
     arr = as_stack(frames)
     n = arr.shape[0]
     cutoff = float(optics.cutoff_per_pixel)

@@ -161,10 +161,11 @@ class _Estimation:
         vals = np.take(spec.reshape(spec.shape[:-2] + (-1,)), idx, axis=-1)
         return float(np.mean(vals.real**2 + vals.imag**2))
 
-    def rings(self, k_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rings(self, k_range: tuple[float, float]) -> tuple[np.ndarray, ...]:
         """The annulus ``k_range`` (fractions of f_c) of the shift grid as flat indices grouped
-        by ring (integer radius in spectrum pixels), each ring's start in that order, and each
-        index's ring: fixed for a grid, so computed once per annulus."""
+        by ring (integer radius in spectrum pixels), each ring's start and size in that order,
+        and each index's ring rank shifted into the high 32 bits (the sort key of
+        :func:`_coarse_scores`): fixed for a grid, so computed once per annulus."""
         key = (float(k_range[0]), float(k_range[1]))
         if key not in self._rings:
             ny, nx = self.spec.shape[-2:]
@@ -177,7 +178,9 @@ class _Estimation:
             order = np.argsort(ring, kind="stable")
             ring_s = ring[order]
             starts = np.flatnonzero(np.r_[True, ring_s[1:] != ring_s[:-1]])
-            self._rings[key] = (ann[order], starts, ring_s)
+            counts = np.diff(np.r_[starts, ring_s.size])
+            rank = np.repeat(np.arange(starts.size, dtype=np.uint64), counts) << np.uint64(32)
+            self._rings[key] = (ann[order], starts, counts, rank)
         return self._rings[key]
 
 
@@ -317,14 +320,12 @@ def _coarse_scores(
     a = sfft.ifft2(c0 * est.otf, workers=_WORKERS)
     b = sfft.ifft2(cp * est.otf, workers=_WORKERS)
     cc = np.abs(sfft.fft2(np.conj(a) * b, workers=_WORKERS)).astype(np.float32)
-    idx, starts, ring = est.rings(k_range)
+    idx, starts, counts, rank = est.rings(k_range)
     vals = cc.ravel()[idx]
     # sort within rings with one sort of (ring, value) packed in 64 bits: the bits of a
     # non-negative float32 order as the values do
-    rank = np.repeat(np.arange(starts.size, dtype=np.uint64), np.diff(np.r_[starts, idx.size]))
-    packed = np.sort((rank << np.uint64(32)) | vals.view(np.uint32).astype(np.uint64))
+    packed = np.sort(rank | vals.view(np.uint32).astype(np.uint64))
     vals_s = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
-    counts = np.diff(np.r_[starts, idx.size])
     med = vals_s[starts + counts // 2].astype(np.float64)  # (upper) median of each ring
     score = np.zeros(cc.size, dtype=np.float64)
     score[idx] = vals / np.maximum(np.repeat(med, counts), 1e-30)

@@ -178,8 +178,9 @@ class _Grid:
         if pupil:
             # an aberrated pupil (PupilOTF): the OTF is complex, the bands are weighted by
             # conj(O) (the matched filter) and the denominators take |O|^2
-            noll = sorted(int(j) for j in pupil)
-            coef = [float(pupil[j] if j in pupil else pupil[str(j)]) for j in noll]
+            terms = {int(j): float(c) for j, c in pupil.items()}  # JSON keys are strings
+            noll = sorted(terms)
+            coef = [terms[j] for j in noll]
             fp = cutoff / 2.0  # pupil radius, cycles per camera pixel
             m1 = PupilOTF((self.ny, self.nx), fp, noll)
             o = m1.at(m1.psf(coef), decay, np.zeros(2))
