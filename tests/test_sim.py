@@ -136,6 +136,21 @@ def test_otf_model_is_the_optics_otf():
     np.testing.assert_allclose(mine, ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.31, -0.12), (-0.45, 0.4), (0.9, 0.9)])
+def test_otf_on_its_support_equals_the_dense_evaluation(shift):
+    """A grid given as a column and a row is evaluated on the rows and columns that reach
+    into the cutoff disc only; outside it the OTF is 0, inside the values are the same."""
+    from dps_stages.sim.otf import _otf_dense
+
+    fy = (np.fft.fftfreq(96, 0.5)[:, None] + shift[0]).astype(np.float32)
+    fx = (np.fft.rfftfreq(80, 0.5)[None, :] + shift[1]).astype(np.float32)
+    for decay, pixel in ((1.0, True), (0.3, False)):
+        box = sim.otf_values(fy, fx, OPTICS.cutoff_per_pixel, decay=decay, pixel=pixel)
+        dense = _otf_dense(fy, fx, OPTICS.cutoff_per_pixel, decay, pixel)
+        np.testing.assert_array_equal(box, dense)
+        assert box.dtype == np.float32 and box.shape == (96, 41)
+
+
 def test_reconstruction_beats_widefield(samples):
     for name in ("microtubules", "er", "ccps"):
         d = samples[name]

@@ -56,6 +56,24 @@ def otf_values(
     """
     fy = np.asarray(fy, dtype=np.float32)
     fx = np.asarray(fx, dtype=np.float32)
+    if fy.ndim == 2 and fx.ndim == 2 and fy.shape[1] == 1 and fx.shape[0] == 1:
+        # a grid given as a column and a row: the OTF is 0 beyond the cutoff, so evaluate it
+        # on the rows and columns that reach into the disc only (the same values, a quarter
+        # to a half of the work on the shifted grids of SIM)
+        rows = np.flatnonzero(np.abs(fy[:, 0]) <= cutoff)
+        cols = np.flatnonzero(np.abs(fx[0]) <= cutoff)
+        out = np.zeros((fy.shape[0], fx.shape[1]), dtype=np.float32)
+        if rows.size and cols.size:
+            sub = _otf_dense(fy[rows], fx[:, cols], cutoff, decay, pixel)
+            out[rows[:, None], cols[None, :]] = sub
+        return out
+    return _otf_dense(fy, fx, cutoff, decay, pixel)
+
+
+def _otf_dense(
+    fy: np.ndarray, fx: np.ndarray, cutoff: float, decay: float, pixel: bool
+) -> np.ndarray:
+    """:func:`otf_values` evaluated at every point of the broadcast of ``fy`` and ``fx``."""
     q = np.sqrt(fy * fy + fx * fx) / np.float32(cutoff)
     qc = np.minimum(q, np.float32(1.0))
     otf = np.float32(2.0 / np.pi) * (np.arccos(qc) - qc * np.sqrt(np.float32(1.0) - qc * qc))

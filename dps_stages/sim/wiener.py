@@ -201,14 +201,25 @@ class _Grid:
 
     def weight_at(self, ky: float, kx: float, attenuate: bool) -> tuple[np.ndarray, np.ndarray]:
         """Denominator term ``A O^2`` (attenuation mode "weight") or ``A^2 O^2`` ("otf") of a
-        band whose origin sits at ``f = (ky, kx)``, and its noise term ``A^2 O^2``."""
+        band whose origin sits at ``f = (ky, kx)``, and its noise term ``A^2 O^2``.
+
+        Both vanish beyond the cutoff: they are computed on the rows and columns of the 2x
+        grid that reach into the band's disc only."""
         gy, gx = self.fy2 - np.float32(ky), self.fx2 - np.float32(kx)
+        rows = np.flatnonzero(np.abs(gy[:, 0]) <= self.cutoff)
+        cols = np.flatnonzero(np.abs(gx[0]) <= self.cutoff)
+        o2_full = np.zeros((self.my, self.hx), dtype=np.float32)
+        v2_full = np.zeros_like(o2_full)
+        if rows.size == 0 or cols.size == 0:
+            return o2_full, v2_full
+        box = (rows[:, None], cols[None, :])
+        gy, gx = gy[rows], gx[:, cols]
         if self._pupil2 is None:
             o = otf_values(gy, gx, self.cutoff, decay=self.decay, pixel=self.pixel)
             o2 = o * o
         else:  # |O(f - k)|^2 on the 2x grid (its units: cycles per half pixel)
             m2, h2 = self._pupil2
-            o = m2.at(h2, self.decay, np.array([-ky, -kx]) / 2.0)[:, : self.hx]
+            o = m2.at(h2, self.decay, np.array([-ky, -kx]) / 2.0)[:, : self.hx][box]
             o2 = (o.real**2 + o.imag**2).astype(np.float32)
             if self.pixel:
                 o2 *= (np.sinc(gy) * np.sinc(gx)) ** 2
@@ -217,7 +228,9 @@ class _Grid:
             a = _attenuation(gy, gx, *self.att)
             v2 = o2 * (a * a)
             o2 = v2 if self.square_att else o2 * a
-        return o2, v2
+        o2_full[box] = o2
+        v2_full[box] = v2
+        return o2_full, v2_full
 
 
 def _zero_band(
