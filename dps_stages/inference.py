@@ -301,9 +301,9 @@ def predict(
     """The network on one normalised image (C, y, x), tile by tile with a halo.
 
     ``tile=None`` runs the whole image at once. The result is a lazy Dask array of shape
-    ``(C_out, y * scale, x * scale)``. Each Dask chunk is a row of up to ``batch`` tiles,
-    run as batches of equal shape (several tiles per forward pass); every tile reads its
-    own halo, so the result does not depend on ``batch``.
+    ``(C_out, y * scale, x * scale)``. Each Dask chunk is a row of up to ``2 batch`` tiles,
+    run as batches of up to ``batch`` tiles of equal shape (several tiles per forward
+    pass); every tile reads its own halo, so the result does not depend on ``batch``.
     """
     arr = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
     arr = arr.astype(np.float32)
@@ -324,7 +324,12 @@ def predict(
     # halo lies within its neighbours)
     tile = max(m, tile // m * m, halo)
     ty, tx = _tiles(ny, tile, halo), _tiles(nx, tile, halo)
-    groups = [tx[i : i + batch] for i in range(0, len(tx), batch)]
+    # A chunk holds 2 x batch tiles: the edge tiles (one-sided halo) have their own shapes,
+    # so a chunk of only `batch` tiles pairs an edge tile with an interior one and runs both
+    # alone; with 2 x batch every chunk of a row of 4 or more tiles holds a full batch of
+    # interior tiles, and the peak (one full batch) is the same at every image size.
+    per_chunk = 2 * batch
+    groups = [tx[i : i + per_chunk] for i in range(0, len(tx), per_chunk)]
     cols = tuple(sum(g) for g in groups)
     hy, hx = min(halo, ny), min(halo, nx)
     starts_y = np.cumsum((0,) + tuple(ty))
@@ -332,10 +337,10 @@ def predict(
     nby, ntx = len(ty), len(tx)
 
     def row(iy: int, ix: int) -> np.ndarray:
-        # Each chunk (a row of up to `batch` tiles) reads its own extended region from the
+        # Each chunk (a row of up to 2 x batch tiles) reads its own extended region from the
         # lazy source: dask's overlap would keep whole neighbouring input blocks alive until
         # every chunk using them has run (peak memory growing with the image).
-        first = ix * batch  # global index of the chunk's first tile
+        first = ix * per_chunk  # global index of the chunk's first tile
         widths = groups[ix]
         y0 = int(starts_y[iy]) - (hy if iy > 0 else 0)
         y1 = int(starts_y[iy + 1]) + (hy if iy < nby - 1 else 0)
