@@ -328,6 +328,24 @@ def test_randomise_draws_within_the_spreads_and_leaves_the_stream_alone():
         assert 1.8 - 1e-12 <= m["gain"] <= 2.2 + 1e-12
         gains.append(m["gain"])
     assert len(set(gains)) == len(gains)  # drawn per image
+    # photons: one factor within e^(+-s) on every level, drawn after the other keys (which it
+    # leaves as they were)
+    more = simulate_dataset(["ccps", "er"], 3, 16, OPTICS, randomise={**spreads, "photons": 0.7},
+                            **{**kw, "levels": [50, 500]})  # fmt: skip
+    factors = []
+    for m0, m in zip(rand["microscopes"], more["microscopes"], strict=True):
+        assert {k: v for k, v in m.items() if k != "photons"} == m0
+        assert np.exp(-0.7) - 1e-12 <= m["photons"] <= np.exp(0.7) + 1e-12
+        factors.append(m["photons"])
+    assert len(set(factors)) == len(factors)
+    # the signal (mean over the offset, per ADU gain) follows level x factor
+    signal = (more["raw"].mean(axis=(2, 3, 4)) - 100.0) / np.array(
+        [m["gain"] for m in more["microscopes"]]
+    )[:, None]
+    ratio = signal[:, 1] / signal[:, 0]
+    np.testing.assert_allclose(ratio, 10.0, rtol=0.05)
+    bright = signal[:, 1] / np.array(factors)
+    assert np.std(bright) / np.mean(bright) < np.std(signal[:, 1]) / np.mean(signal[:, 1])
     with pytest.raises(KeyError):
         simulate_dataset(["ccps"], 1, 16, OPTICS, randomise={"wavelength": 0.1}, **kw)
 

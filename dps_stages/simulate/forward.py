@@ -309,7 +309,8 @@ def simulate_sample(
         object through the ideal SIM passband, :func:`~.microscope.sim_passband_truth`),
         ``raw_clean`` (9, s, s), ``widefield_clean`` (s, s), ``raw`` (L, 9, s, s),
         ``widefield_noisy`` (L, s, s), ``pattern`` (:class:`SIMPattern`) and ``microscope``
-        (the per-image ``otf_attenuation``, ``haze``, ``haze_scale`` and camera keywords).
+        (the per-image ``otf_attenuation``, ``haze``, ``haze_scale``, camera keywords and,
+        when randomised, the ``photons`` factor).
     """
     if structure not in ALL_STRUCTURES:
         raise KeyError(f"unknown structure {structure!r}; choose from {sorted(ALL_STRUCTURES)}")
@@ -355,8 +356,9 @@ def simulate_sample(
         raw_clean += background[None]
         wf_clean = (wf_clean + background).astype(np.float32)
     raw = np.empty((len(levels), 9, size, size), dtype=np.float32)
+    photons = float(micro.get("photons", 1.0))  # a randomised factor, else 1
     for i, level in enumerate(levels):
-        chain = acquisition_chain(photons=float(level), **noise)
+        chain = acquisition_chain(photons=float(level) * photons, **noise)
         raw[i] = chain(raw_clean, rng)
     return {
         "truth_4x": obj.astype(np.float32),

@@ -28,10 +28,11 @@ SIM-passband truth (:func:`sim_passband_truth`)
     ``S_2[h_sr * x]``: the object seen through the ideal SIM passband (the srPSF of DPS,
     :func:`dps_stages.optics.sr_psf`, the Airy pattern of ``m_f NA``), binned to the 2x grid.
 Randomisation (:func:`randomise_microscope`)
-    Per image ``v' = v (1 + s u)`` (relative keys) or ``v' = v + s u`` (absolute keys, rad),
-    ``u ~ U(-1, 1)`` drawn in a fixed order (:data:`RANDOMISE_KEYS`) from a child generator
-    of the image's generator, so that the object, pattern and noise of the existing stream
-    are untouched.
+    Per image ``v' = v (1 + s u)`` (relative keys), ``v' = v + s u`` (absolute keys, rad) or
+    ``v' = v e^{s u}`` (log keys: the photon count of every signal level, a factor within
+    ``e^{+-s}``), ``u ~ U(-1, 1)`` drawn in a fixed order (:data:`RANDOMISE_KEYS`) from a
+    child generator of the image's generator, so that the object, pattern and noise of the
+    existing stream are untouched.
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ RANDOMISE_KEYS: dict[str, tuple[str, int]] = {
     "gain": ("relative", 1),
     "offset": ("relative", 1),
     "read_noise": ("relative", 1),
+    "photons": ("log", 1),  # one factor on every signal level's photon count
 }
 #: The spreads a simulation around a calibrated microscope draws by default (training data
 #: that cover the microscope, Tobin et al. 2017's domain randomisation): pattern modulation
 #: +-15 %, frequency +-1 %, angle +-0.01 rad, phase steps +-0.1 rad, OTF attenuation +-20 %,
-#: haze +-50 %. The camera (gain, offset, read noise) is calibrated precisely and kept.
+#: haze +-50 %, and photons within a factor 2 of each signal level (a user's acquisitions
+#: span more than the three nominal levels: the real TIRF-SIM levels 0.1 and 0.2 have their
+#: brightest widefield pixels at 12 and 18 photons, below the lowest level, 20). The camera
+#: (gain, offset, read noise) is calibrated precisely and kept.
 CALIBRATED_RANDOMISE: dict[str, float] = {
     "modulation": 0.15,
     "frequency": 0.01,
@@ -82,6 +87,7 @@ CALIBRATED_RANDOMISE: dict[str, float] = {
     "phase_error": 0.1,
     "otf_attenuation": 0.2,
     "haze": 0.5,
+    "photons": float(np.log(2.0)),
 }
 HAZE_KINDS = ("field", "object")
 _HWHM_PER_SIGMA = 2.0 * np.sqrt(np.log(2.0))  # autocorrelation of a Gaussian-filtered field
@@ -277,8 +283,10 @@ def randomise_microscope(
     ``pattern`` (:class:`~dps_stages.simulate.SIMPattern`): ``m_a (1 + s u_a)`` clipped to
     ``[0, 1]``, ``|k_a| (1 + s u_a)``, angle ``theta_a + s u_a``, phases ``phi_ap + s u_ap``;
     ``micro``: ``otf_attenuation`` (clipped to ``[1e-3, 1]``), ``haze``, ``haze_scale``
-    (``>= 0``); ``noise`` (keywords of :func:`dps_stages.noise.acquisition_chain`, defaults
-    gain 1, offset 100, read noise 1.5): ``gain``, ``offset``, ``read_noise`` (``>= 0``).
+    (``>= 0``) and, with ``photons`` asked, ``photons`` (``e^{s u}``, the factor
+    :func:`~dps_stages.simulate.simulate_sample` applies to every level's photon count);
+    ``noise`` (keywords of :func:`dps_stages.noise.acquisition_chain`, defaults gain 1,
+    offset 100, read noise 1.5): ``gain``, ``offset``, ``read_noise`` (``>= 0``).
     ``rng`` gives ``sum(n)`` uniforms over :data:`RANDOMISE_KEYS` in order, whatever is asked.
     """
     _check_randomise(randomise)
@@ -314,6 +322,8 @@ def randomise_microscope(
     )
     micro["haze"] = max(float(micro["haze"] * rel("haze")[0]), 0.0)
     micro["haze_scale"] = max(float(micro["haze_scale"] * rel("haze_scale")[0]), 0.0)
+    if "photons" in randomise:
+        micro["photons"] = float(micro.get("photons", 1.0)) * float(np.exp(ab("photons")[0]))
     noise = dict(noise)
     defaults = {"gain": 1.0, "offset": 100.0, "read_noise": 1.5}
     for key, default in defaults.items():
