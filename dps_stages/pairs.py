@@ -99,6 +99,19 @@ def _noise(attrs: dict[str, Any]) -> tuple[float, float]:
     return float(p.get("gain", 1.0)), float(p.get("offset", 0.0))
 
 
+def _expected_frames(attrs: dict[str, Any], clean: np.ndarray, n: int, level: float) -> np.ndarray:
+    """``E[raw] = g (gamma c) clean + b``: the expected frames of image ``n`` at signal level
+    ``level`` (ADU). A randomised microscope (the split's ``microscopes``, one per image)
+    gives the image's own gain ``g``, offset ``b`` and photon factor ``c``; else the split's
+    camera and ``c = 1``."""
+    gain, offset = _noise(attrs)
+    own = (attrs.get("microscopes") or [{}] * (n + 1))[n]
+    gain = float(own.get("gain", gain))
+    offset = float(own.get("offset", offset))
+    photons = float(level) * float(own.get("photons", 1.0))
+    return gain * photons * clean + offset
+
+
 def _simulated(store: str | Path) -> tuple[Any, dict[str, Any]]:
     group = io.open_group(store)
     for key in ("raw", "raw_clean", "truth_2x"):
@@ -109,13 +122,12 @@ def _simulated(store: str | Path) -> tuple[Any, dict[str, Any]]:
 
 def denoise_pairs(store: str | Path) -> Pairs:
     group, attrs = _simulated(store)
-    gain, offset = _noise(attrs)
     raw, clean = group["raw"][...], group["raw_clean"][...]
     inputs, targets = [], []
     for n in range(raw.shape[0]):
         for li, photons in enumerate(attrs["levels"]):
             noisy = raw[n, li]
-            expected = gain * photons * clean[n] + offset
+            expected = _expected_frames(attrs, clean[n], n, photons)
             lo, hi = percentile_range(noisy)
             inputs.append(normalise(noisy, lo, hi))
             targets.append(normalise(expected, lo, hi))
@@ -136,9 +148,12 @@ def _denoised_frames(
     raw = group["raw"][...]
     n, nl = raw.shape[:2]
     if denoise_model is None:
-        gain, offset = _noise(attrs)
         clean = group["raw_clean"][...]
-        return [gain * photons * clean[i] + offset for i in range(n) for photons in attrs["levels"]]
+        return [
+            _expected_frames(attrs, clean[i], i, photons)
+            for i in range(n)
+            for photons in attrs["levels"]
+        ]
     flat = raw.reshape(n * nl, *raw.shape[2:])
     return _needs(restore, denoise_model)(denoise_model, flat, expect="denoise", denormalise=True)
 

@@ -108,6 +108,29 @@ def test_denoise_pairs_target_is_expected_frames(split):
     assert float(np.corrcoef(x.ravel(), y.ravel())[0, 1]) > 0.8
 
 
+def test_denoise_pairs_follow_each_images_randomised_camera(tmp_path):
+    """A randomised microscope (a calibrated simulation) draws each image's photon factor
+    and gain: the target is that image's expectation, not the nominal level's."""
+    from dps_stages.optics import Optics
+    from dps_stages.simulate import simulate_dataset, write_dataset
+
+    optics = Optics(wavelength=525.0, na=1.4, pixel_size=65.0)
+    noise = {"gain": 2.0, "offset": 100.0}
+    data = simulate_dataset(["microtubules", "ccps"], 2, 32, optics, levels=[50, 500], seed=4,
+                            split="train", noise_kw=noise,
+                            randomise={"photons": 0.7, "gain": 0.2})  # fmt: skip
+    factors = [m["photons"] for m in data["microscopes"]]
+    assert max(factors) / min(factors) > 1.3  # the draws differ enough to matter
+    attrs = {"kind": "simulated", "levels": [50.0, 500.0], "noise": noise,
+             "structures": list(data["structure"]), "microscopes": data["microscopes"]}  # fmt: skip
+    path = write_dataset(tmp_path / "train.zarr", data, attrs, tile=64)
+    pairs = training.denoise_pairs(path)
+    assert len(pairs) == 8  # 4 images x 2 levels
+    for x, y in zip(pairs.inputs, pairs.targets, strict=True):
+        # the target is the noisy input's expectation: their difference is zero-mean noise
+        assert abs(float((x - y).mean())) < 0.02
+
+
 def test_sim_targets_are_the_chosen_truth(split):
     """SIM-stage networks learn the SIM-passband truth by default (the object through the
     srPSF, what SIM resolves), or the binned object with ``target="object"``."""
