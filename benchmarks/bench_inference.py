@@ -108,17 +108,20 @@ def infer(model, image: np.ndarray, precision: str, tile: int, batch: int) -> fl
 
 
 def sim_floor(n: int) -> float:
-    """Time of the transforms Wiener SIM cannot avoid at camera size n (see the docstring)."""
+    """Time of the transforms Wiener SIM cannot avoid at camera size n (see the docstring),
+    on as many threads as the reconstruction's own transforms (``workers``)."""
+    from dps_stages.sim.reconstruction import _WORKERS as w
+
     rng = np.random.default_rng(0)
     frames = rng.random((9, n, n), dtype=np.float32)
     band = (rng.random((2 * n, 2 * n)) + 1j * rng.random((2 * n, 2 * n))).astype(np.complex64)
     half = band[:, : n + 1]
 
     def run() -> None:
-        scipy.fft.fft2(frames, axes=(-2, -1))
+        scipy.fft.fft2(frames, axes=(-2, -1), workers=w)
         for _ in range(3):
-            scipy.fft.fft2(scipy.fft.ifft2(band))
-        scipy.fft.irfft2(half, s=(2 * n, 2 * n))
+            scipy.fft.fft2(scipy.fft.ifft2(band, workers=w), workers=w)
+        scipy.fft.irfft2(half, s=(2 * n, 2 * n), workers=w)
 
     run()
     t, _ = best_of(run, 3)
