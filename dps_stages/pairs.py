@@ -105,7 +105,8 @@ def _expected_frames(attrs: dict[str, Any], clean: np.ndarray, n: int, level: fl
     gives the image's own gain ``g``, offset ``b`` and photon factor ``c``; else the split's
     camera and ``c = 1``."""
     gain, offset = _noise(attrs)
-    own = (attrs.get("microscopes") or [{}] * (n + 1))[n]
+    mics = attrs.get("microscopes")
+    own = mics[n] if mics else {}
     gain = float(own.get("gain", gain))
     offset = float(own.get("offset", offset))
     photons = float(level) * float(own.get("photons", 1.0))

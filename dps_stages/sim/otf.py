@@ -60,14 +60,26 @@ def otf_values(
         # a grid given as a column and a row: the OTF is 0 beyond the cutoff, so evaluate it
         # on the rows and columns that reach into the disc only (the same values, a quarter
         # to a half of the work on the shifted grids of SIM)
-        rows = np.flatnonzero(np.abs(fy[:, 0]) <= cutoff)
-        cols = np.flatnonzero(np.abs(fx[0]) <= cutoff)
         out = np.zeros((fy.shape[0], fx.shape[1]), dtype=np.float32)
-        if rows.size and cols.size:
-            sub = _otf_dense(fy[rows], fx[:, cols], cutoff, decay, pixel)
-            out[rows[:, None], cols[None, :]] = sub
+        box = support_box(fy, fx, cutoff)
+        if box is not None:
+            rows, cols = box
+            out[np.ix_(rows, cols)] = _otf_dense(fy[rows], fx[:, cols], cutoff, decay, pixel)
         return out
     return _otf_dense(fy, fx, cutoff, decay, pixel)
+
+
+def support_box(
+    fy: np.ndarray, fx: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows and columns of the grid given as a column ``fy`` and a row ``fx`` whose
+    frequencies reach into the disc ``|f| <= cutoff``: everything an OTF of that cutoff is
+    nonzero on. None when the disc misses the grid."""
+    rows = np.flatnonzero(np.abs(fy[:, 0]) <= cutoff)
+    cols = np.flatnonzero(np.abs(fx[0]) <= cutoff)
+    if rows.size == 0 or cols.size == 0:
+        return None
+    return rows, cols
 
 
 def _otf_dense(

@@ -26,6 +26,7 @@ from .otf import (
     _ramp,
     _wrapped_index,
     otf_values,
+    support_box,
 )
 
 _WORKERS = -1
@@ -206,13 +207,13 @@ class _Grid:
         Both vanish beyond the cutoff: they are computed on the rows and columns of the 2x
         grid that reach into the band's disc only."""
         gy, gx = self.fy2 - np.float32(ky), self.fx2 - np.float32(kx)
-        rows = np.flatnonzero(np.abs(gy[:, 0]) <= self.cutoff)
-        cols = np.flatnonzero(np.abs(gx[0]) <= self.cutoff)
         o2_full = np.zeros((self.my, self.hx), dtype=np.float32)
         v2_full = np.zeros_like(o2_full)
-        if rows.size == 0 or cols.size == 0:
+        rows_cols = support_box(gy, gx, self.cutoff)
+        if rows_cols is None:
             return o2_full, v2_full
-        box = (rows[:, None], cols[None, :])
+        rows, cols = rows_cols
+        box = np.ix_(rows, cols)
         gy, gx = gy[rows], gx[:, cols]
         if self._pupil2 is None:
             o = otf_values(gy, gx, self.cutoff, decay=self.decay, pixel=self.pixel)
