@@ -56,6 +56,32 @@ def check_pixel_size(record: dict[str, Any], pixel_size: float | None, what: str
         )
 
 
+def _denoise_noise(model, image, optics) -> list[float | None]:
+    """Per raw acquisition, the denoiser's error in the Wiener band (SURE under the camera
+    calibrated from the frames themselves; :mod:`dps_stages.sure`), as the workflow's
+    ``dps infer denoise --calibration`` measures it; None where the camera is undetermined."""
+    from dps_stages.calibrate import calibrate_camera
+    from dps_stages.sure import denoiser_error
+
+    rng = np.random.default_rng(0)
+    out: list[float | None] = []
+    for i in range(image.shape[0]):
+        frames = np.asarray(image[i], np.float32)
+        try:
+            cam = calibrate_camera(frames, optics)
+            if not cam.gain > 0:
+                raise ValueError(f"gain {cam.gain}")
+        except ValueError as exc:
+            log.warning("image %d: camera not calibrated (%s): Wiener noise beyond the OTF", i, exc)
+            out.append(None)
+            continue
+        camera = {"gain": cam.gain, "offset": cam.offset, "read_noise": cam.read_noise,
+                  "intercept": cam.intercept}  # fmt: skip
+        v = denoiser_error(model, frames, camera, rng).band(float(optics.cutoff_per_pixel))
+        out.append(v if v > 0 else None)
+    return out
+
+
 def restore(
     image: np.ndarray | da.Array,
     *,
@@ -96,11 +122,17 @@ def restore(
         x = np.asarray(run_network(net, x, tile=tile, batch=batch, denormalise=True))
         steps.append({"step": "denoise"} | describe(net, rec))
         if sim_method == "wiener":
-            from dps_stages.sim import reconstruct_stack
+            from dps_stages.sim import reconstruct
 
+            noise = _denoise_noise(net, image, optics)
             bg = np.asarray(subtract_background_tiled(x, background_radius))
-            x, params = reconstruct_stack(bg, optics, **dict(sim_kw or {}))
-            steps.append({"step": "sim_wiener", "settings": sim_kw,
+            out, params = [], []
+            for i in range(bg.shape[0]):
+                o, p = reconstruct(bg[i], optics, noise_variance=noise[i], **dict(sim_kw or {}))
+                out.append(o)
+                params.append(p)
+            x = np.stack(out)
+            steps.append({"step": "sim_wiener", "settings": sim_kw, "noise_variance": noise,
                           "parameters": [p.to_dict() for p in params]})  # fmt: skip
         elif sim_method in _sim_networks():
             name = _sim_networks()[sim_method]

@@ -215,6 +215,33 @@ def _calibrated_sim_kw(
     return [resolve_sim_settings(sim_kw, f, optics) for f in flat]
 
 
+def _with_denoise_error(
+    store: str | Path,
+    frames: Sequence[np.ndarray],
+    optics,
+    sim_kw: dict[str, Any] | Sequence[dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """Per stack of denoised ``frames`` (the order of :func:`_denoised_frames`): the Wiener
+    settings with ``noise_variance``, the mid band of the denoiser's error profile
+    (:mod:`dps_stages.sure`) measured exactly against the expected frames, as the chain's
+    Wiener stage reads its SURE estimate from ``dps infer denoise --calibration``."""
+    from dps_stages.sure import error_profile
+
+    group, attrs = _simulated(store)
+    clean = group["raw_clean"][...]
+    levels = attrs["levels"]
+    cutoff = float(optics.cutoff_per_pixel)
+    kws = [dict(k) for k in sim_kw] if isinstance(sim_kw, Sequence) else None
+    out = []
+    for j, f in enumerate(frames):
+        i, li = divmod(j, len(levels))
+        error = np.asarray(f, np.float64) - _expected_frames(attrs, clean[i], i, levels[li])
+        kw = kws[j] if kws else dict(sim_kw or {})
+        kw["noise_variance"] = error_profile(error).band(cutoff)
+        out.append(kw)
+    return out
+
+
 def sim_reconstructions(
     frames: Sequence[np.ndarray],
     method: str,
@@ -264,6 +291,8 @@ def artifact_pairs(
     frames = _denoised_frames(store, denoise_model, restore)
     if method == "wiener" and dict(sim_kw or {}).get("otf_decay", "auto") == "auto":
         sim_kw = _calibrated_sim_kw(store, optics, sim_kw)
+    if method == "wiener" and denoise_model is not None:
+        sim_kw = _with_denoise_error(store, frames, optics, sim_kw)
     recon = sim_reconstructions(
         frames,
         method,

@@ -234,6 +234,33 @@ def _is_simulated(path: Path) -> bool:
     return "truth_2x" in group and "raw" in group
 
 
+def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict]:
+    """Per image, the denoiser's error profile by SURE (:mod:`dps_stages.sure`) under the
+    camera of ``--calibration``."""
+    from dps_stages.sure import denoiser_error
+
+    if args.net != "denoise":
+        raise DpsInputError(f"--calibration is for the denoiser only; got {args.net!r}")
+    try:
+        camera = json.loads(Path(args.calibration).read_text())["camera"]
+        camera = {k: float(camera[k]) for k in ("gain", "offset", "read_noise", "intercept")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DpsInputError(
+            f"{args.calibration}: not a calibration with a camera (gain, offset, read_noise, "
+            f"intercept; dps calibrate writes one): {exc!r}"
+        ) from exc
+    if not camera["gain"] > 0:
+        raise DpsInputError(f"{args.calibration}: camera gain {camera['gain']}; expected > 0")
+    rng = np.random.default_rng(args.seed)
+    out = []
+    for i in range(arr.shape[0]):
+        profile = denoiser_error(model, arr[i], camera, rng)
+        log.info("image %d: SURE of the denoiser, raw noise variance %.4g ADU^2", i,
+                 profile.raw_variance)  # fmt: skip
+        out.append(profile.to_dict())
+    return out
+
+
 def cmd_infer(args: argparse.Namespace) -> None:
     """One trained network on a stage's images, tile by tile."""
     from dps_stages import io
@@ -258,7 +285,9 @@ def cmd_infer(args: argparse.Namespace) -> None:
     out = run_network(
         model, arr, tile=args.tile, batch=args.batch, denormalise=args.net == "denoise"
     )
-    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
+    attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage", "denoise_error")}
+    if args.calibration is not None:
+        attrs["denoise_error"] = _denoise_error(args, model, arr)
     attrs.update(
         {
             "source": str(args.input),
@@ -405,6 +434,13 @@ def add_parsers(sub) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path, help=".zarr, .ome.zarr, .tif")
     p.add_argument("--model", type=Path, required=True, help="model folder (dps train)")
+    p.add_argument(
+        "--calibration", type=Path,
+        help="denoise only: a calibration JSON (dps calibrate) whose camera noise model "
+        "measures the denoiser's error without ground truth (SURE), written to the output's "
+        "attributes for the Wiener SIM stage",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the SURE probe")
     _add_inference_tiling(p)
     _add_file_pixel_size(p)
     _add_stage_name(p)

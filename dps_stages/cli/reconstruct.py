@@ -53,6 +53,32 @@ def add_wiener_options(p) -> None:
             "auto)")  # fmt: skip
 
 
+def _noise_variances(meta: dict, n: int, optics, source) -> list[float | None]:
+    """Per image, the frames' noise variance for the Wiener stage: the mid band of the
+    denoiser's error profile (``denoise_error``, written by ``dps infer denoise
+    --calibration``; :mod:`dps_stages.sure`), or None (raw frames: measured beyond the OTF)."""
+    from dps_stages.io import DpsInputError
+    from dps_stages.sure import ErrorProfile
+
+    profiles = meta.get("denoise_error")
+    if not profiles:
+        return [None] * n
+    try:
+        if len(profiles) != n:
+            raise ValueError(f"{len(profiles)} profiles for {n} images")
+        out = [ErrorProfile.from_dict(d).band(float(optics.cutoff_per_pixel)) for d in profiles]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DpsInputError(f"{source}: attribute denoise_error unusable: {exc}") from exc
+    for i, v in enumerate(out):
+        if not v > 0:
+            log.warning(
+                "%s image %d: the denoiser's error reads %.4g (not > 0); the Wiener stage "
+                "measures the noise beyond the OTF instead", source, i, v,
+            )  # fmt: skip
+            out[i] = None
+    return out
+
+
 def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     """Wiener 2D-SIM reconstruction with pattern parameters estimated from the frames."""
     import dask
@@ -91,12 +117,15 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
         log.info("OTF attenuation a = %.4g, pupil %s (%s)", kw["otf_decay"],
                  kw.get("pupil") or "ideal", args.calibration or "fitted")  # fmt: skip
         del centre
+    noise = _noise_variances(meta, raw.shape[0], optics, args.input)
     images, params = [], []
     for i in range(raw.shape[0]):
-        image, p, wiener = reconstruct_tiled(raw[i], optics, tile=args.tile, **kw)
+        image, p, wiener = reconstruct_tiled(raw[i], optics, tile=args.tile,
+                                             noise_variance=noise[i], **kw)  # fmt: skip
         images.append(image)
         params.append(p)
-        log.info("image %d: estimated %s, Wiener %s", i, json.dumps(p.to_dict()), wiener)
+        log.info("image %d: estimated %s, Wiener %s, noise variance %s", i,
+                 json.dumps(p.to_dict()), wiener, noise[i])  # fmt: skip
     images = da.stack(images)
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
     attrs.update(
@@ -106,6 +135,7 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
             "pixel_size": optics.pixel_size / 2,
             "sim_parameters": [p.to_dict() for p in params],
             "sim_settings": kw,
+            "noise_variance": noise,
             "optics": optics.to_dict(),
         }
     )

@@ -76,6 +76,7 @@ def reconstruct(
     background_percentile: float | None = 0.5,
     normalise_intensity: bool = True,
     pupil: Mapping[int | str, float] | None = None,
+    noise_variance: float | None = None,
     **estimate_kw: Any,
 ) -> tuple[np.ndarray, SIMParameters]:
     """2D-SIM reconstruction on the 2x grid by the generalised Wiener filter (Gustafsson 2000).
@@ -134,6 +135,13 @@ def reconstruct(
         built from (at least 1, at most a quarter of the image side).
     background_percentile, normalise_intensity
         See :func:`preprocess`.
+    noise_variance
+        The frames' noise variance per pixel (their units), for frames whose noise is not
+        white: a denoiser's output, whose error inside the OTF band is the raw noise's or
+        more while nothing is left beyond it (:mod:`dps_stages.sure`, the white-noise
+        equivalent of its mid band). It then sets the ``"auto"`` Wiener parameter and the local
+        Wiener step's noise (uniform) in place of the estimates from beyond the cutoff.
+        None: those estimates (white noise, raw frames).
 
     Returns
     -------
@@ -180,7 +188,7 @@ def reconstruct(
     if isinstance(wiener, str):
         if wiener != "auto":
             raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
-        wiener = wiener_factor * _auto_wiener(spec, g.cutoff, g.decay, g.pixel)
+        wiener = wiener_factor * _auto_wiener(spec, g.cutoff, g.decay, g.pixel, noise_variance)
     apo = _apodisation(g.fy2, g.fx2, apodisation, apodisation_cutoff * f_ext, apodisation_bend)
     filt = _wiener_filter(den, float(wiener), apo)
     # the smooth component, interpolated (not filtered)
@@ -188,7 +196,11 @@ def reconstruct(
     spec_s = spec_s * 4.0
     frame_var = None
     if local_wiener is not None and local_wiener > 0:
-        frame_var = _local_noise_variance(spec, g.cutoff)
+        frame_var = (
+            _local_noise_variance(spec, g.cutoff)
+            if noise_variance is None
+            else np.full((g.ny, g.nx), noise_variance, np.float32)
+        )
     if frame_var is None:
         out = sfft.irfft2((num * filt + spec_s) * g.shift, s=(g.my, g.mx), workers=_WORKERS)
         return out.astype(np.float32, copy=False), params
@@ -285,6 +297,7 @@ def reconstruct_tiled(
     otf_decay: float = 1.0,
     pixel_otf: bool = True,
     edge: int = 16,
+    noise_variance: float | None = None,
     estimate_kw: dict[str, Any] | None = None,
     **kw: Any,
 ) -> tuple[Any, SIMParameters, float | str]:
@@ -311,7 +324,8 @@ def reconstruct_tiled(
     if arr.ndim != 3 or arr.shape[0] != 9:
         raise ValueError(f"frames must have shape (9, y, x); got {tuple(arr.shape)}")
     _, ny, nx = (int(n) for n in arr.shape)
-    common = {"otf_decay": otf_decay, "pixel_otf": pixel_otf, "edge": edge, **kw}
+    common = {"otf_decay": otf_decay, "pixel_otf": pixel_otf, "edge": edge,
+              "noise_variance": noise_variance, **kw}  # fmt: skip
     if ny <= tile and nx <= tile:
         image, used = reconstruct(
             np.asarray(arr), optics, params=params, wiener=wiener,
@@ -347,7 +361,8 @@ def reconstruct_tiled(
             raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
         spec, _ = periodic_spectra(crop)
         wiener = wiener_factor * _auto_wiener(spec, float(optics.cutoff_per_pixel),
-                                              float(otf_decay), bool(pixel_otf))  # fmt: skip
+                                              float(otf_decay), bool(pixel_otf),
+                                              noise_variance)  # fmt: skip
     del crop
     # (3) tiles with halos on the 2x grid
     halo = sim_halo(optics, edge) if halo is None else int(halo)

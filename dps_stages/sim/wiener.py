@@ -107,22 +107,30 @@ def _pad_to(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _auto_wiener(spec: np.ndarray, cutoff: float, decay: float, pixel: bool) -> float:
+def _auto_wiener(
+    spec: np.ndarray, cutoff: float, decay: float, pixel: bool,
+    noise_variance: float | None = None,
+) -> float:  # fmt: skip
     """``sqrt(sigma^2 / Phi)``: noise-to-signal amplitude ratio of the widefield spectrum.
 
     ``sigma^2`` is the noise power per Fourier coefficient of the mean of the nine frames
-    (measured beyond ``1.1 f_c``, where the image holds no signal) and ``Phi`` the mean object
-    power ``(|C_0(f)|^2 - sigma^2) / O(f)^2`` over the mid band ``0.3 <= |f| / f_c <= 0.6``.
+    (measured beyond ``1.1 f_c``, where the image holds no signal; or, given the frames'
+    ``noise_variance`` per pixel, ``N v / 9`` for ``N`` pixels, which is the power of white
+    noise of that variance) and ``Phi`` the mean object power ``(|C_0(f)|^2 - sigma^2) / O(f)^2``
+    over the mid band ``0.3 <= |f| / f_c <= 0.6``.
     """
     ny, nx = spec.shape[-2:]
     c0 = spec.mean(axis=0)  # the spectrum of the mean frame (``spec``: the frames' spectra)
     fy = _freqs(ny, 1.0)[:, None]
     fx = _freqs(nx, 1.0)[None, :]
     q = np.hypot(fy, fx) / cutoff
-    noise_region = (q > 1.1) & (np.abs(fy) < 0.45) & (np.abs(fx) < 0.45)
-    if noise_region.sum() < 64:
-        return 0.05
-    sigma2 = float(np.mean(np.abs(c0[noise_region]) ** 2))
+    if noise_variance is not None:
+        sigma2 = float(noise_variance) * ny * nx / spec.shape[0]
+    else:
+        noise_region = (q > 1.1) & (np.abs(fy) < 0.45) & (np.abs(fx) < 0.45)
+        if noise_region.sum() < 64:
+            return 0.05
+        sigma2 = float(np.mean(np.abs(c0[noise_region]) ** 2))
     band = (q >= 0.3) & (q <= 0.6)
     otf = _grid_otf((ny, nx), 1.0, cutoff, decay, pixel)
     phi = float(np.mean((np.abs(c0[band]) ** 2 - sigma2) / otf[band] ** 2))

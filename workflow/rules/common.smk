@@ -760,7 +760,19 @@ def infer_inputs(w):
     net, source, model = net_stages(w.ds)[w.net_stage]
     if net in adapted(w.ds):
         model = adapted_model(w.ds, w.level, net)
-    return {"image": store(stage_path(w.ds, w.level, source)), "model": model}
+    inputs = {"image": store(stage_path(w.ds, w.level, source)), "model": model}
+    if net == "denoise":  # the camera for the denoiser's error (SURE), raw data only
+        inputs["calibration"] = f"{RESULTS}/{w.ds}/{w.level}/calibration.json"
+    return inputs
+
+
+def sure_option(w):
+    """`--calibration FILE --seed N` (quoted) for the denoiser: its error measured by SURE
+    under the calibrated camera, which the Wiener stage of its frames reads."""
+    if net_stages(w.ds)[w.net_stage][0] != "denoise":
+        return ""
+    path = f"{RESULTS}/{w.ds}/{w.level}/calibration.json"
+    return shlex.join(["--calibration", path, "--seed", str(config["seed"])])
 
 
 def dbpn_own_inputs(w):

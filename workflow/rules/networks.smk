@@ -140,6 +140,7 @@ rule infer:
         batch=NET["batch"],
         precision=NET["precision"],
         device=NET["device"],
+        sure=sure_option,
     threads: NET["threads"]
     resources:
         gpu=1,  # used when visible (device auto or cuda): one GPU each on a cluster
@@ -148,7 +149,7 @@ rule infer:
     shell:
         "dps infer {params.net:q} {params.image:q} {params.dst:q} --model {input.model:q} "
         "--tile {params.tile:q} --batch {params.batch:q} --precision {params.precision:q} "
-        "--device {params.device:q} --threads {threads} "
+        "--device {params.device:q} --threads {threads} {params.sure} "
         "--stage {wildcards.net_stage:q} > {log:q} 2>&1"
 
 
