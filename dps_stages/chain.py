@@ -61,7 +61,7 @@ def _denoise_noise(model, image, optics) -> list[float | None]:
     calibrated from the frames themselves; :mod:`dps_stages.sure`), as the workflow's
     ``dps infer denoise --calibration`` measures it; None where the camera is undetermined."""
     from dps_stages.calibrate import calibrate_camera
-    from dps_stages.sure import denoiser_error
+    from dps_stages.inference import denoiser_error
 
     rng = np.random.default_rng(0)
     out: list[float | None] = []

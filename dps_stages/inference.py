@@ -413,6 +413,33 @@ def restore_stack(
         yield out if out.shape[0] > 1 else out[0]
 
 
+def denoiser_error(
+    model: torch.nn.Module,
+    image: Any,
+    camera: dict[str, float],
+    rng: np.random.Generator,
+    crop: int | None = None,
+):
+    """:func:`dps_stages.sure.sure_profile` of a denoising network on one raw acquisition
+    ``(9, y, x)`` (ADU), normalised as :func:`restore_stack` does, measured on the central
+    ``crop x crop`` pixels (``sure.CROP`` when None); ``camera`` of a calibration
+    (:func:`dps_stages.sure.pixel_variance`). Returns a :class:`dps_stages.sure.ErrorProfile`."""
+    from dps_stages.sure import CROP, pixel_variance, sure_profile
+
+    crop = CROP if crop is None else int(crop)
+    lo, hi = percentile_range(image)
+    ny, nx = image.shape[-2:]
+    cy, cx = min(crop, ny), min(crop, nx)
+    y0, x0 = (ny - cy) // 2, (nx - cx) // 2
+    y = np.asarray(image[..., y0 : y0 + cy, x0 : x0 + cx], dtype=np.float64)
+    scale = float(hi - lo)
+
+    def denoise(z: np.ndarray) -> np.ndarray:
+        return run_block(model, ((z - lo) / scale).astype(np.float32)) * scale + lo
+
+    return sure_profile(denoise, y, pixel_variance(y, camera), rng)
+
+
 def describe(model: torch.nn.Module, record: dict[str, Any]) -> dict[str, Any]:
     """What a stage output records about the network that made it."""
     return {

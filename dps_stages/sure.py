@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ErrorProfile", "denoiser_error", "error_profile", "pixel_variance", "sure_profile"]
+__all__ = ["CROP", "ErrorProfile", "error_profile", "pixel_variance", "sure_profile"]
 
 #: ring width of the profiles, cycles per camera pixel
 BIN = 0.005
@@ -145,28 +145,3 @@ def sure_profile(
 #: edge of the central crop SURE is measured on (pixels): enough rings' coefficients, and a
 #: bounded cost (two passes of the denoiser) for any image size
 CROP = 512
-
-
-def denoiser_error(
-    model: Any,
-    image: Any,
-    camera: Mapping[str, float],
-    rng: np.random.Generator,
-    crop: int = CROP,
-) -> ErrorProfile:
-    """:func:`sure_profile` of a denoising network on one raw acquisition ``(9, y, x)``
-    (ADU), normalised as :func:`dps_stages.inference.restore_stack` does, measured on the
-    central ``crop x crop`` pixels; ``camera`` of a calibration (:func:`pixel_variance`)."""
-    from dps_stages.inference import percentile_range, run_block
-
-    lo, hi = percentile_range(image)
-    ny, nx = image.shape[-2:]
-    cy, cx = min(crop, ny), min(crop, nx)
-    y0, x0 = (ny - cy) // 2, (nx - cx) // 2
-    y = np.asarray(image[..., y0 : y0 + cy, x0 : x0 + cx], dtype=np.float64)
-    scale = float(hi - lo)
-
-    def denoise(z: np.ndarray) -> np.ndarray:
-        return run_block(model, ((z - lo) / scale).astype(np.float32)) * scale + lo
-
-    return sure_profile(denoise, y, pixel_variance(y, camera), rng)

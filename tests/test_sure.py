@@ -87,3 +87,60 @@ def test_noise_variance_sets_the_same_wiener_parameter_as_white_noise():
     a = sim.reconstruct(y, OPTICS, noise_variance=float(np.mean((y - expected) ** 2)))[0]
     b = sim.reconstruct(y, OPTICS, noise_variance=16 * float(np.mean((y - expected) ** 2)))[0]
     assert np.std(np.diff(b, axis=1)) < np.std(np.diff(a, axis=1))
+
+
+def test_infer_writes_the_error_and_the_wiener_stage_reads_it(tmp_path, capsys):
+    """`dps infer denoise --calibration` writes one error profile per acquisition (the raw
+    variance that of the simulated camera), `dps sim-reconstruct` of its frames takes the
+    profile's mid band as the noise variance; a bad calibration or another network is
+    refused with the file named and nothing written."""
+    import json
+
+    import torch
+
+    from dps_stages import io
+    from dps_stages.cli import main
+    from dps_stages.inference import save_model
+    from dps_stages.nets import build
+
+    store, raw = tmp_path / "sim.zarr", tmp_path / "raw.zarr"
+    argv = ["simulate", str(store), "--size", "128", "--n-per-structure", "1",
+            "--structures", "microtubules", "--levels", "200", "--seed", "5"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["extract", str(store), "--level", "200", "--raw", str(raw)]) == 0
+    calib = tmp_path / "calib.json"
+    assert main(["calibrate", str(raw), str(calib), "--wavelength", "525", "--na", "1.4"]) == 0
+    torch.manual_seed(0)
+    model = tmp_path / "denoise"
+    model.mkdir()
+    arch = {"frames": 9, "width": 4, "depth": 1, "blocks": 1}
+    save_model(model / "model.pt", "denoise", build("denoise", arch), {"origin": "test_sure"})
+    dn = tmp_path / "dn.zarr"
+    assert main(["infer", "denoise", str(raw), str(dn), "--model", str(model),
+                 "--calibration", str(calib)]) == 0  # fmt: skip
+    _, attrs = io.open_stage(dn)
+    (profile,) = [ErrorProfile.from_dict(d) for d in attrs["denoise_error"]]
+    frames = np.asarray(io.open_stage(raw)[0])[0].astype(np.float64)
+    camera = json.loads(calib.read_text())["camera"]
+    assert profile.raw_variance == pytest.approx(np.mean(pixel_variance(frames, camera)))
+    out = tmp_path / "wiener.zarr"
+    assert main(["sim-reconstruct", str(dn), str(out), "--wavelength", "525", "--na", "1.4"]) == 0
+    _, sattrs = io.open_stage(out)
+    assert sattrs["noise_variance"] == [pytest.approx(profile.band(CUTOFF))]
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"pixel": 65}))
+    for net, cal in (("denoise", bad), ("artifact", calib)):
+        dst = tmp_path / f"refused_{net}.zarr"
+        argv = ["infer", net, str(raw), str(dst), "--model", str(model), "--calibration", str(cal)]
+        assert main(argv) != 0
+        assert not dst.exists()
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not a calibration" in err
+    # an undetermined camera (frames too small to calibrate): no profile, a warning
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps({"determined": False, "reason": "frames of 32 x 32 pixels"}))
+    dst = tmp_path / "dn_small.zarr"
+    assert main(["infer", "denoise", str(raw), str(dst), "--model", str(model),
+                 "--calibration", str(small)]) == 0  # fmt: skip
+    assert "denoise_error" not in io.open_stage(dst)[1]

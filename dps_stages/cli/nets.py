@@ -234,23 +234,32 @@ def _is_simulated(path: Path) -> bool:
     return "truth_2x" in group and "raw" in group
 
 
-def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict]:
+def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict] | None:
     """Per image, the denoiser's error profile by SURE (:mod:`dps_stages.sure`) under the
-    camera of ``--calibration``."""
-    from dps_stages.sure import denoiser_error
+    camera of ``--calibration``; None (with a warning) when that calibration could not
+    determine the camera (frames too small or too coarse: it records why)."""
+    from dps_stages.inference import denoiser_error
 
     if args.net != "denoise":
         raise DpsInputError(f"--calibration is for the denoiser only; got {args.net!r}")
     try:
-        camera = json.loads(Path(args.calibration).read_text())["camera"]
-        camera = {k: float(camera[k]) for k in ("gain", "offset", "read_noise", "intercept")}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        record = json.loads(Path(args.calibration).read_text())
+        if not isinstance(record, dict) or not ("camera" in record or "determined" in record):
+            raise ValueError("no 'camera' and no 'determined' key")
+    except (OSError, ValueError) as exc:
         raise DpsInputError(
-            f"{args.calibration}: not a calibration with a camera (gain, offset, read_noise, "
-            f"intercept; dps calibrate writes one): {exc!r}"
+            f"{args.calibration}: not a calibration (dps calibrate writes one): {exc}"
         ) from exc
-    if not camera["gain"] > 0:
-        raise DpsInputError(f"{args.calibration}: camera gain {camera['gain']}; expected > 0")
+    cam = record.get("camera") or {}
+    camera = {k: float("nan") if cam.get(k) is None else float(cam[k])
+              for k in ("gain", "offset", "read_noise", "intercept")}  # fmt: skip
+    if not (camera["gain"] > 0 and np.isfinite(camera["intercept"])):
+        log.warning(
+            "%s: no camera noise model (%s); the Wiener stage of these frames measures the "
+            "noise beyond the OTF cutoff instead", args.calibration,
+            record.get("reason") or f"gain {camera['gain']}",
+        )  # fmt: skip
+        return None
     rng = np.random.default_rng(args.seed)
     out = []
     for i in range(arr.shape[0]):
@@ -286,8 +295,8 @@ def cmd_infer(args: argparse.Namespace) -> None:
         model, arr, tile=args.tile, batch=args.batch, denormalise=args.net == "denoise"
     )
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage", "denoise_error")}
-    if args.calibration is not None:
-        attrs["denoise_error"] = _denoise_error(args, model, arr)
+    if args.calibration is not None and (profiles := _denoise_error(args, model, arr)):
+        attrs["denoise_error"] = profiles
     attrs.update(
         {
             "source": str(args.input),
