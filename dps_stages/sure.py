@@ -33,11 +33,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CROP", "ErrorProfile", "error_profile", "pixel_variance", "sure_profile"]
+__all__ = [
+    "CROP",
+    "ErrorProfile",
+    "error_profile",
+    "pixel_variance",
+    "plot_profiles",
+    "sure_profile",
+]
 
 #: ring width of the profiles, cycles per camera pixel
 BIN = 0.005
@@ -145,3 +153,32 @@ def sure_profile(
 #: edge of the central crop SURE is measured on (pixels): enough rings' coefficients, and a
 #: bounded cost (two passes of the denoiser) for any image size
 CROP = 512
+
+
+def plot_profiles(profiles: list[ErrorProfile], cutoff: float, path: str | Path) -> Path:
+    """Figure: each acquisition's error profile over its raw noise variance against ``|k| /
+    f_c``, the raw noise (1) and the Wiener band (:data:`WIENER_BAND`) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, p in enumerate(profiles):
+        q = (np.arange(p.error.size) + 0.5) * BIN / cutoff
+        keep = (p.count > 0) & (q <= 1.6)
+        band = p.band(cutoff) / p.raw_variance
+        ax.plot(q[keep], p.error[keep] / p.raw_variance,
+                label=f"image {i}: Wiener band {band:.2f}")  # fmt: skip
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="raw noise")
+    ax.axvspan(*WIENER_BAND, color="0.85", zorder=0, label="Wiener band")
+    ax.axvline(1.0, color="0.5", lw=0.8)
+    ax.set(xlabel="|f| / f_c", ylabel="denoised error / raw noise variance", yscale="log",
+           title="The denoiser's error by SURE (no ground truth)")  # fmt: skip
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -127,6 +127,9 @@ def test_infer_writes_the_error_and_the_wiener_stage_reads_it(tmp_path, capsys):
     assert main(["sim-reconstruct", str(dn), str(out), "--wavelength", "525", "--na", "1.4"]) == 0
     _, sattrs = io.open_stage(out)
     assert sattrs["noise_variance"] == [pytest.approx(profile.band(CUTOFF))]
+    figure = tmp_path / "error.png"
+    assert main(["denoise-error", str(dn), str(calib), str(figure)]) == 0
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"pixel": 65}))

@@ -73,6 +73,29 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_denoise_error(args: argparse.Namespace) -> None:
+    """The figure of a denoised stage's error profiles (``dps infer denoise --calibration``)."""
+    import json
+
+    from dps_stages import io
+    from dps_stages.optics import Optics
+    from dps_stages.sure import ErrorProfile, plot_profiles
+
+    _, meta = io.read_image(args.input, lazy=True)
+    try:
+        profiles = [ErrorProfile.from_dict(d) for d in meta.get("denoise_error") or []]
+        optics = Optics(**json.loads(Path(args.calibration).read_text())["optics"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise io.DpsInputError(
+            f"{args.input} / {args.calibration}: no error profile or no optics: {exc}"
+        ) from exc
+    with io.atomic_path(args.output) as tmp:
+        if profiles:
+            plot_profiles(profiles, float(optics.cutoff_per_pixel), tmp)
+        else:
+            _note_figure(tmp, f"{args.input}: no error profile (the camera was not calibrated)")
+
+
 def add_parsers(sub) -> None:
     """The ``calibrate`` subcommand."""
     p = sub.add_parser(
@@ -85,3 +108,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     _add_optics(p)
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "denoise-error",
+        help="figure of the denoiser's error per frequency (SURE, from dps infer denoise "
+        "--calibration) against the raw noise",
+    )
+    p.add_argument("input", type=Path, help="the denoised stage (Zarr)")
+    p.add_argument("calibration", type=Path, help="its acquisition's calibration (the optics)")
+    p.add_argument("output", type=Path, help="the figure, .png")
+    p.set_defaults(func=cmd_denoise_error)

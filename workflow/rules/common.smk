@@ -668,6 +668,8 @@ def all_outputs():
             out += [f"{RESULTS}/{ds}/{level}/stages/{g}.png" for g in figure_groups(ds)]
             if input_kind(ds) == "raw":
                 out.append(f"{RESULTS}/{ds}/{level}/calibration.png")
+            if "raw_dn" in net_stages(ds):
+                out.append(f"{RESULTS}/{ds}/{level}/denoise_error.png")
             if input_kind(ds) != "sim":
                 out.append(f"{RESULTS}/{ds}/{level}/psf/identified.png")
             for stage in final_stages(ds):

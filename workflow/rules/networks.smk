@@ -153,6 +153,28 @@ rule infer:
         "--stage {wildcards.net_stage:q} > {log:q} 2>&1"
 
 
+rule denoise_error_figure:
+    input:
+        stage=lambda w: store(stage_path(w.ds, w.level, "raw_dn")),
+        calibration=f"{RESULTS}/{{ds}}/{{level}}/calibration.json",
+    output:
+        report(
+            f"{RESULTS}/{{ds}}/{{level}}/denoise_error.png",
+            caption="../report/denoise_error.rst",
+            category="Calibration",
+            subcategory="{ds}",
+            labels={"dataset": "{ds}", "level": "{level}", "figure": "denoiser's error"},
+        ),
+    log:
+        f"{RESULTS}/logs/{{ds}}/denoise_error_{{level}}.log",
+    params:
+        src=in_store("stage"),
+    conda:
+        "../../envs/dps.yaml"
+    shell:
+        "dps denoise-error {params.src:q} {input.calibration:q} {output:q} > {log:q} 2>&1"
+
+
 rule model_figure:
     input:
         lambda w: model_dir(w.net),
