@@ -468,3 +468,17 @@ def test_an_unaberrated_pupil_reconstructs_as_the_ideal_otf(samples):
     numeric, _ = sim.reconstruct(frames, OPTICS, params=params, pupil={5: 0.0, 7: 0.0})
     assert np.abs(numeric - ideal).max() < 0.02 * np.abs(ideal).max()
     assert np.corrcoef(numeric.ravel(), ideal.ravel())[0, 1] > 0.9999
+
+
+def test_reconstruct_reports_the_wiener_parameter_it_used(samples):
+    """``info`` receives the ``"auto"`` parameter as a number, which reproduces the output."""
+    raw = samples["microtubules"]["raw"][0]
+    info: dict = {}
+    auto, _ = sim.reconstruct(raw, OPTICS, info=info)
+    assert isinstance(info["wiener"], float) and info["wiener"] > 0
+    again, _ = sim.reconstruct(raw, OPTICS, wiener=info["wiener"])
+    np.testing.assert_array_equal(again, auto)
+    from dps_stages.sim.reconstruction import reconstruct_tiled
+
+    _, _, w = reconstruct_tiled(raw, OPTICS, tile=256)
+    assert w == info["wiener"]

@@ -118,13 +118,14 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
                  kw.get("pupil") or "ideal", args.calibration or "fitted")  # fmt: skip
         del centre
     noise = _noise_variances(meta, raw.shape[0], optics, args.input)
-    images, params = [], []
+    images, params, wieners = [], [], []
     for i in range(raw.shape[0]):
         image, p, wiener = reconstruct_tiled(raw[i], optics, tile=args.tile,
                                              noise_variance=noise[i], **kw)  # fmt: skip
         images.append(image)
         params.append(p)
-        log.info("image %d: estimated %s, Wiener %s, noise variance %s", i,
+        wieners.append(float(wiener))
+        log.info("image %d: estimated %s, Wiener %.4g, noise variance %s", i,
                  json.dumps(p.to_dict()), wiener, noise[i])  # fmt: skip
     images = da.stack(images)
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage")}
@@ -136,6 +137,7 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
             "sim_parameters": [p.to_dict() for p in params],
             "sim_settings": kw,
             "noise_variance": noise,
+            "wiener": wieners,
             "optics": optics.to_dict(),
         }
     )

@@ -77,6 +77,7 @@ def reconstruct(
     normalise_intensity: bool = True,
     pupil: Mapping[int | str, float] | None = None,
     noise_variance: float | None = None,
+    info: dict[str, Any] | None = None,
     **estimate_kw: Any,
 ) -> tuple[np.ndarray, SIMParameters]:
     """2D-SIM reconstruction on the 2x grid by the generalised Wiener filter (Gustafsson 2000).
@@ -142,6 +143,8 @@ def reconstruct(
         equivalent of its mid band). It then sets the ``"auto"`` Wiener parameter and the local
         Wiener step's noise (uniform) in place of the estimates from beyond the cutoff.
         None: those estimates (white noise, raw frames).
+    info
+        A dict that receives ``"wiener"``, the Wiener parameter used (``"auto"`` resolved).
 
     Returns
     -------
@@ -189,6 +192,8 @@ def reconstruct(
         if wiener != "auto":
             raise ValueError(f"wiener must be a number or 'auto'; got {wiener!r}")
         wiener = wiener_factor * _auto_wiener(spec, g.cutoff, g.decay, g.pixel, noise_variance)
+    if info is not None:
+        info["wiener"] = float(wiener)
     apo = _apodisation(g.fy2, g.fx2, apodisation, apodisation_cutoff * f_ext, apodisation_bend)
     filt = _wiener_filter(den, float(wiener), apo)
     # the smooth component, interpolated (not filtered)
@@ -315,7 +320,8 @@ def reconstruct_tiled(
     origin, and its halo cut away on the 2x grid (no blending: the halo is wide enough that
     the kept centre does not see the tile's edge).
 
-    Returns the lazy image, the parameters (at the image origin) and the Wiener parameter used.
+    Returns the lazy image, the parameters (at the image origin) and the Wiener parameter used
+    (a number).
     """
     import dask.array as da
 
@@ -327,12 +333,13 @@ def reconstruct_tiled(
     common = {"otf_decay": otf_decay, "pixel_otf": pixel_otf, "edge": edge,
               "noise_variance": noise_variance, **kw}  # fmt: skip
     if ny <= tile and nx <= tile:
+        info: dict[str, Any] = {}
         image, used = reconstruct(
             np.asarray(arr), optics, params=params, wiener=wiener,
             wiener_factor=wiener_factor, background_percentile=background_percentile,
-            normalise_intensity=normalise_intensity, **common, **estimate_kw,
+            normalise_intensity=normalise_intensity, info=info, **common, **estimate_kw,
         )  # fmt: skip
-        return da.from_array(image, chunks=image.shape), used, wiener
+        return da.from_array(image, chunks=image.shape), used, info["wiener"]
     # (1) preprocessing scalars of the whole image
     offset = 0.0
     if background_percentile is not None:
