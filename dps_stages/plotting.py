@@ -27,6 +27,17 @@ PALETTE = (
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
+def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG (its folder made) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    plt.close(fig)
+    return path
+
+
 def stage_style(index: int) -> tuple[str, str]:
     """The colour and marker of the ``index``-th stage: distinct for 20 stages by colour
     alone, and for ``len(PALETTE) * len(MARKERS)`` by the pair."""

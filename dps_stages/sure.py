@@ -163,6 +163,8 @@ def plot_profiles(profiles: list[ErrorProfile], cutoff: float, path: str | Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from dps_stages.plotting import save_png
+
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for i, p in enumerate(profiles):
         q = (np.arange(p.error.size) + 0.5) * BIN / cutoff
@@ -177,8 +179,4 @@ def plot_profiles(profiles: list[ErrorProfile], cutoff: float, path: str | Path)
            title="The denoiser's error by SURE (no ground truth)")  # fmt: skip
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

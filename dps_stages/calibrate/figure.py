@@ -113,6 +113,8 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from dps_stages.plotting import save_png
+
     fig, axes = plt.subplots(1, len(_PANELS), figsize=(22, 4.2))
     for (draw, xlabel, ylabel), ax in zip(_PANELS, axes, strict=True):
         title = draw(fig, ax, calib)
@@ -122,8 +124,4 @@ def plot_calibration(calib: Calibration, path: str | Path) -> Path:
         if ax.get_legend_handles_labels()[0]:  # a legend where the panel drew labelled data
             ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
