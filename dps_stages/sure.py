@@ -76,7 +76,7 @@ class ErrorProfile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "bin": BIN,
-            "error": [round(float(v), 6) for v in self.error],
+            "error": [float(v) for v in self.error],  # full precision: any unit
             "count": [int(c) for c in self.count],
             "raw_variance": float(self.raw_variance),
         }

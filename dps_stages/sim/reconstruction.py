@@ -305,7 +305,7 @@ def reconstruct_tiled(
     noise_variance: float | None = None,
     estimate_kw: dict[str, Any] | None = None,
     **kw: Any,
-) -> tuple[Any, SIMParameters, float | str]:
+) -> tuple[Any, SIMParameters, float]:
     """:func:`reconstruct` tile by tile with a halo: a lazy dask ``(2y, 2x)`` image.
 
     Frames of at most ``tile`` pixels along y and x are reconstructed whole (exactly
