@@ -77,6 +77,7 @@ PLACEHOLDERS = [
     ("results/simulated/simulate/test.zarr/zarr.json", False),
     ("results/simulated/50/raw.zarr/zarr.json", False),
     ("results/simulated/500/raw.zarr/zarr.json", False),
+    ("results/simulated/50/calibration.json", False),  # the denoiser's camera (SURE)
     ("results/simulated/50/widefield.zarr/zarr.json", False),
     ("results/simulated/50/widefield_bg.zarr/zarr.json", False),
     ("results/models/denoise", True),
