@@ -62,22 +62,19 @@ def _denoise_noise(model, image, optics) -> list[float | None]:
     ``dps infer denoise --calibration`` measures it; None where the camera is undetermined."""
     from dps_stages.calibrate import calibrate_camera
     from dps_stages.inference import denoiser_error
+    from dps_stages.noise import NoiseModel
 
     rng = np.random.default_rng(0)
     out: list[float | None] = []
     for i in range(image.shape[0]):
         frames = np.asarray(image[i], np.float32)
         try:
-            cam = calibrate_camera(frames, optics)
-            if not cam.gain > 0:
-                raise ValueError(f"gain {cam.gain}")
+            noise = NoiseModel.from_calibration(calibrate_camera(frames, optics))
         except ValueError as exc:
             log.warning("image %d: camera not calibrated (%s): Wiener noise beyond the OTF", i, exc)
             out.append(None)
             continue
-        camera = {"gain": cam.gain, "offset": cam.offset, "read_noise": cam.read_noise,
-                  "intercept": cam.intercept}  # fmt: skip
-        v = denoiser_error(model, frames, camera, rng).band(float(optics.cutoff_per_pixel))
+        v = denoiser_error(model, frames, noise, rng).band(float(optics.cutoff_per_pixel))
         out.append(v if v > 0 else None)
     return out
 

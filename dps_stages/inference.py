@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dps_stages.io import DpsInputError
+from dps_stages.noise import NoiseModel
 from dps_stages.normalise import NORM_PERCENTILES, normalise, percentile_range  # noqa: F401
 from dps_stages.settings import PRECISIONS  # the choices of networks.precision
 
@@ -416,15 +417,15 @@ def restore_stack(
 def denoiser_error(
     model: torch.nn.Module,
     image: Any,
-    camera: dict[str, float],
+    noise: NoiseModel,
     rng: np.random.Generator,
     crop: int | None = None,
 ):
     """:func:`dps_stages.sure.sure_profile` of a denoising network on one raw acquisition
     ``(9, y, x)`` (ADU), normalised as :func:`restore_stack` does, measured on the central
-    ``crop x crop`` pixels (``sure.CROP`` when None); ``camera`` of a calibration
-    (:func:`dps_stages.sure.pixel_variance`). Returns a :class:`dps_stages.sure.ErrorProfile`."""
-    from dps_stages.sure import CROP, pixel_variance, sure_profile
+    ``crop x crop`` pixels (``sure.CROP`` when None) under the calibrated camera ``noise``.
+    Returns a :class:`dps_stages.sure.ErrorProfile`."""
+    from dps_stages.sure import CROP, sure_profile
 
     crop = CROP if crop is None else int(crop)
     lo, hi = percentile_range(image)
@@ -437,7 +438,7 @@ def denoiser_error(
     def denoise(z: np.ndarray) -> np.ndarray:
         return run_block(model, ((z - lo) / scale).astype(np.float32)) * scale + lo
 
-    return sure_profile(denoise, y, pixel_variance(y, camera), rng)
+    return sure_profile(denoise, y, noise.variance(y, np.float64), rng)
 
 
 def describe(model: torch.nn.Module, record: dict[str, Any]) -> dict[str, Any]:

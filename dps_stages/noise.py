@@ -19,9 +19,9 @@ which compose), and :func:`acquisition_chain` builds the whole chain.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,6 +29,7 @@ __all__ = [
     "Compose",
     "Gain",
     "GaussianNoise",
+    "NoiseModel",
     "NoiseOp",
     "Offset",
     "PoissonNoise",
@@ -193,3 +194,64 @@ def acquisition_chain(
     if salt_pepper > 0:
         ops.append(SaltPepper(salt_pepper, bits=16 if bits is None else bits))
     return Compose(*ops)
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """The calibrated camera's noise variance in ADU, the inverse view of
+    :func:`acquisition_chain`: ``Var[y] = g (E y - b) + sigma_r^2``.
+
+    ``gain`` ``g`` (ADU per photo-electron), ``offset`` ``b`` (ADU), ``read_noise``
+    ``sigma_r`` (ADU, quantisation ``1/12`` included by :meth:`from_calibration`). Where the
+    calibration determined the slope but not the offset (no dark tiles), ``offset`` is NaN
+    and ``intercept`` ``v_0`` carries the line ``Var[y] = g E y + v_0``
+    (:mod:`dps_stages.calibrate.camera`).
+    """
+
+    gain: float
+    offset: float
+    read_noise: float
+    intercept: float = float("nan")
+
+    def variance(self, y: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+        """Per-pixel variance estimated from the noisy frames themselves (ADU^2):
+        ``max(g (y - b) + sigma_r^2, sigma_r^2)``, or ``max(g y + v_0, g^2 / 100)`` without an
+        offset."""
+        y = np.asarray(y, dtype=np.float64)
+        if np.isfinite(self.offset):
+            r2 = self.read_noise**2
+            v = np.maximum(self.gain * (y - self.offset) + r2, r2)
+        else:
+            v = np.maximum(self.gain * y + self.intercept, 0.01 * self.gain**2)
+        return v.astype(dtype)
+
+    @classmethod
+    def from_calibration(cls, calib: Any) -> NoiseModel:
+        """From a :class:`dps_stages.calibrate.Calibration`, its ``camera``
+        (:class:`~dps_stages.calibrate.CameraCalibration`: ``read_noise`` in electrons), a
+        calibration JSON's record or its ``camera`` mapping (``gain``, ``offset``,
+        ``read_noise`` in electrons or ``read_noise_adu``, ``intercept``), or a
+        :class:`NoiseModel`. Raises ValueError without a positive gain and either an offset
+        with a read noise or an intercept."""
+        if isinstance(calib, NoiseModel):
+            return calib
+        cam = getattr(calib, "camera", calib)
+        if isinstance(cam, Mapping) and isinstance(cam.get("camera"), Mapping):
+            cam = cam["camera"]
+
+        def get(key: str) -> float:
+            v = cam.get(key) if isinstance(cam, Mapping) else getattr(cam, key, None)
+            return float("nan") if v is None else float(v)
+
+        g, b, v0 = get("gain"), get("offset"), get("intercept")
+        sr = get("read_noise_adu")
+        if not np.isfinite(sr):
+            sr = float(np.sqrt((g * get("read_noise")) ** 2 + 1.0 / 12.0))
+        if not (np.isfinite(b) and np.isfinite(sr)):
+            b = sr = float("nan")
+        if not (g > 0 and (np.isfinite(b) or np.isfinite(v0))):
+            raise ValueError(
+                f"calibration without a usable camera model: gain {g}, offset {b}, "
+                f"read noise {sr} ADU, intercept {v0}"
+            )
+        return cls(gain=g, offset=b, read_noise=sr, intercept=v0)

@@ -16,9 +16,10 @@ power ``E |C_k|^2`` of the denoised mean frame is estimated, and averaged over r
 ``tr(A_k Sigma A_k^H) = N mean(Sigma) / 9`` (``N`` pixels per frame).
 
 The camera's Poisson-Gaussian noise is taken as Gaussian with the calibrated per-pixel
-variance ``var = g (y - b)_+ + (g s_e)^2`` (ADU; gain ``g``, offset ``b``, read noise ``s_e``
-photo-electrons), the usual heteroscedastic approximation (Foi et al., IEEE TIP 17, 1737,
-2008), evaluated at the data ``y``.
+variance ``var = g (y - b)_+ + (g s_e)^2 + 1/12`` (ADU; gain ``g``, offset ``b``, read noise
+``s_e`` photo-electrons, quantisation; :class:`dps_stages.noise.NoiseModel`), the usual
+heteroscedastic approximation (Foi et al., IEEE TIP 17, 1737, 2008), evaluated at the data
+``y``.
 
 Each ring's power is written as the variance ``v`` per pixel and frame of white noise that
 gives the same power (``v = 9 E|C_k|^2 / N``, ADU^2), so that it compares directly with the
@@ -42,7 +43,6 @@ __all__ = [
     "CROP",
     "ErrorProfile",
     "error_profile",
-    "pixel_variance",
     "plot_profiles",
     "sure_profile",
 ]
@@ -115,18 +115,6 @@ def error_profile(error: np.ndarray, raw_variance: float = float("nan")) -> Erro
     return ErrorProfile(mean, count, float(raw_variance))
 
 
-def pixel_variance(y: np.ndarray, camera: Mapping[str, float]) -> np.ndarray:
-    """``g (y - b)_+ + (g s_e)^2``, the calibrated camera's noise variance at ``y`` (ADU^2);
-    ``g y + v_0`` (the calibration's ``intercept``) where the offset is undetermined, floored
-    at a hundredth of ``g^2``."""
-    g = float(camera["gain"])
-    y = np.asarray(y, np.float64)
-    b, s = float(camera.get("offset", np.nan)), float(camera.get("read_noise", np.nan))
-    if np.isfinite(b) and np.isfinite(s):
-        return np.maximum(g * (y - b), 0.0) + (g * s) ** 2
-    return np.maximum(g * y + float(camera["intercept"]), 0.01 * g * g)
-
-
 def sure_profile(
     denoise: Callable[[np.ndarray], np.ndarray],
     y: np.ndarray,
@@ -135,8 +123,9 @@ def sure_profile(
     step: float = 1e-3,
 ) -> ErrorProfile:
     """Monte-Carlo SURE of ``denoise`` on the frames ``y`` ``(9, y, x)`` whose noise variance
-    per pixel is ``variance`` (:func:`pixel_variance`); one probe, ``step`` (times the frames'
-    range over the noise's rms) the finite difference of the divergence."""
+    per pixel is ``variance`` (:meth:`dps_stages.noise.NoiseModel.variance`); one probe,
+    ``step`` (times the frames' range over the noise's rms) the finite difference of the
+    divergence."""
     y = np.asarray(y, np.float64)
     n = y.shape[-2] * y.shape[-1]
     fy = np.asarray(denoise(y), np.float64)

@@ -19,6 +19,7 @@ from dps_stages.adapt import (
 from dps_stages.inference import percentile_range, run_block
 from dps_stages.metrics import compare
 from dps_stages.nets import OIDN, DenoiseNet, SIMNet
+from dps_stages.noise import acquisition_chain
 from dps_stages.optics import Optics
 from dps_stages.sim import SIMParameters
 from dps_stages.simulate import SIMPattern, simulate_dataset
@@ -43,6 +44,34 @@ def test_noise_model_variance_and_calibration_forms():
     assert same.read_noise == 3.0
     with pytest.raises(ValueError):
         NoiseModel.from_calibration({"gain": float("nan"), "offset": 0.0, "read_noise": 1.0})
+
+
+def test_noise_model_is_the_acquisition_chains_variance():
+    """The variance the model reads off the frames is the one the camera chain draws:
+    ``g^2 (gamma x + s^2) + 1/12`` with quantisation (independent: sample variance of draws)."""
+    g, b, s = 2.5, 100.0, 2.0
+    chain = acquisition_chain(photons=40.0, read_noise=s, gain=g, offset=b, bits=16)
+    x = np.full(200_000, 0.5)
+    y = chain(x, np.random.default_rng(0)).astype(np.float64)
+    nm = NoiseModel.from_calibration({"gain": g, "offset": b, "read_noise": s})
+    assert float(np.mean(nm.variance(y, np.float64))) == pytest.approx(np.var(y), rel=0.01)
+    assert nm.variance(y, np.float64).dtype == np.float64
+
+
+def test_noise_model_without_offset_takes_the_intercept():
+    """No dark tiles: the calibration leaves the offset undetermined and the line
+    ``var = g y + v_0`` stands in; without either the model is refused."""
+    g, b, s = 2.0, 100.0, 1.5
+    v0 = (g * s) ** 2 + 1 / 12 - g * b
+    nm = NoiseModel.from_calibration(
+        {"camera": {"gain": g, "offset": None, "read_noise": None, "intercept": v0}}
+    )
+    full = NoiseModel.from_calibration({"gain": g, "offset": b, "read_noise": s})
+    y = np.array([150.0, 400.0])
+    np.testing.assert_allclose(nm.variance(y), full.variance(y), rtol=1e-6)
+    assert nm.variance(np.array([0.0]))[0] == pytest.approx(0.01 * g * g)
+    with pytest.raises(ValueError, match="intercept"):
+        NoiseModel.from_calibration({"gain": g, "offset": None, "read_noise": None})
 
 
 def test_r2r_pair_noises_uncorrelated_with_the_right_variances():

@@ -8,15 +8,20 @@ import pytest
 from scipy import ndimage as ndi
 
 from dps_stages import sim
+from dps_stages.noise import NoiseModel
 from dps_stages.optics import Optics
 from dps_stages.sim.otf import periodic_spectra, preprocess
 from dps_stages.sim.wiener import _auto_wiener
 from dps_stages.simulate import simulate_sample
-from dps_stages.sure import ErrorProfile, error_profile, pixel_variance, sure_profile
+from dps_stages.sure import ErrorProfile, error_profile, sure_profile
 
 OPTICS = Optics(wavelength=525.0, na=1.4, pixel_size=65.0)
 CUTOFF = float(OPTICS.cutoff_per_pixel)
 CAMERA = {"gain": 2.0, "offset": 100.0, "read_noise": 1.5}
+
+
+def pixel_variance(y: np.ndarray, camera: dict) -> np.ndarray:
+    return NoiseModel.from_calibration(camera).variance(y, np.float64)
 
 
 def _acquisition(photons: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,11 @@
-"""Shared pieces of the self-supervised adaptation: stacks, the noise model, the loop."""
+"""Shared pieces of the self-supervised adaptation: stacks, the loop (the camera's noise
+model, :class:`dps_stages.noise.NoiseModel`, is re-exported here)."""
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 
 from dps_stages.calibrate._util import raw_stack
 from dps_stages.inference import percentile_range
+from dps_stages.noise import NoiseModel
 
 __all__ = [
     "NoiseModel",
@@ -54,47 +55,6 @@ def normalised_stack(stack: np.ndarray) -> tuple[np.ndarray, list[tuple[float, f
         out[j] = (stack[j] - lo) / (hi - lo)
         ranges.append((lo, hi))
     return out, ranges
-
-
-@dataclass(frozen=True)
-class NoiseModel:
-    """Poisson-Gaussian camera in ADU: ``var(y) = g (E y - b) + sigma_r^2``.
-
-    ``gain`` ``g`` (ADU per photo-electron), ``offset`` ``b`` (ADU), ``read_noise`` ``sigma_r``
-    (ADU; the calibration's read noise in electrons times ``g``, quantisation ``1/12``
-    included by :meth:`from_calibration`).
-    """
-
-    gain: float
-    offset: float
-    read_noise: float
-
-    def variance(self, y: np.ndarray) -> np.ndarray:
-        """Per-pixel variance estimated from the noisy frames themselves,
-        ``max(g (y - b) + sigma_r^2, sigma_r^2)`` (ADU^2, float32)."""
-        r2 = self.read_noise**2
-        v = self.gain * (np.asarray(y, dtype=np.float64) - self.offset) + r2
-        return np.maximum(v, r2).astype(np.float32)
-
-    @classmethod
-    def from_calibration(cls, calib: Any) -> NoiseModel:
-        """From a :class:`dps_stages.calibrate.Calibration`, its ``camera``
-        (:class:`~dps_stages.calibrate.CameraCalibration`: ``read_noise`` in electrons), a
-        mapping with ``gain``, ``offset`` and ``read_noise`` (electrons) or ``read_noise_adu``,
-        or a :class:`NoiseModel`."""
-        if isinstance(calib, NoiseModel):
-            return calib
-        cam = getattr(calib, "camera", calib)
-        get = cam.get if isinstance(cam, Mapping) else lambda k, d=None: getattr(cam, k, d)
-        g = float(get("gain"))
-        b = float(get("offset"))
-        if get("read_noise_adu") is not None:
-            sr = float(get("read_noise_adu"))
-        else:
-            sr = float(np.sqrt((g * float(get("read_noise"))) ** 2 + 1.0 / 12.0))
-        if not (np.isfinite(g) and g > 0 and np.isfinite(b) and np.isfinite(sr)):
-            raise ValueError(f"calibration without a usable camera model: g={g}, b={b}, s={sr}")
-        return cls(gain=g, offset=b, read_noise=sr)
 
 
 def fine_tune(

@@ -239,6 +239,7 @@ def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict] | None:
     camera of ``--calibration``; None (with a warning) when that calibration could not
     determine the camera (frames too small or too coarse: it records why)."""
     from dps_stages.inference import denoiser_error
+    from dps_stages.noise import NoiseModel
 
     if args.net != "denoise":
         raise DpsInputError(f"--calibration is for the denoiser only; got {args.net!r}")
@@ -250,20 +251,18 @@ def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict] | None:
         raise DpsInputError(
             f"{args.calibration}: not a calibration (dps calibrate writes one): {exc}"
         ) from exc
-    cam = record.get("camera") or {}
-    camera = {k: float("nan") if cam.get(k) is None else float(cam[k])
-              for k in ("gain", "offset", "read_noise", "intercept")}  # fmt: skip
-    if not (camera["gain"] > 0 and np.isfinite(camera["intercept"])):
+    try:
+        noise = NoiseModel.from_calibration(record)
+    except ValueError as exc:
         log.warning(
             "%s: no camera noise model (%s); the Wiener stage of these frames measures the "
-            "noise beyond the OTF cutoff instead", args.calibration,
-            record.get("reason") or f"gain {camera['gain']}",
+            "noise beyond the OTF cutoff instead", args.calibration, record.get("reason") or exc,
         )  # fmt: skip
         return None
     rng = np.random.default_rng(args.seed)
     out = []
     for i in range(arr.shape[0]):
-        profile = denoiser_error(model, arr[i], camera, rng)
+        profile = denoiser_error(model, arr[i], noise, rng)
         log.info("image %d: SURE of the denoiser, raw noise variance %.4g ADU^2", i,
                  profile.raw_variance)  # fmt: skip
         out.append(profile.to_dict())
