@@ -79,6 +79,26 @@ def test_camera_gain_offset_read_noise() -> None:
     assert 0 < cam.gain_sigma < 0.2 and cam.offset_sigma > 0
 
 
+def test_camera_signal_photons() -> None:
+    """The calibrated signal is the photo-electrons of the brightest widefield pixels: the
+    simulation's expectation ``level x P_99.9(clean widefield)`` (the clean frames are in
+    units of the level), at a dim and a bright level; within 12 % (the gain of a 128 x 128
+    field is a few per cent off, and at 15 photons the in-band noise lifts the percentile)."""
+    from dps_stages.simulate import simulate_sample
+
+    d = simulate_sample(
+        "microtubules", 128, OPTICS, np.random.default_rng(3), levels=(15.0, 300.0),
+        noise_kw={"gain": GAIN, "offset": OFFSET, "read_noise": READ},
+    )  # fmt: skip
+    expected = np.percentile(d["raw_clean"].astype(np.float64).mean(axis=0), 99.9)
+    for level, raw in zip((15.0, 300.0), d["raw"], strict=True):
+        cam = cal.calibrate_camera(raw, OPTICS)
+        assert len(cam.photons) == 1
+        assert cam.photons[0] == pytest.approx(level * expected, rel=0.12)
+    two = cal.calibrate_camera(np.stack(list(d["raw"])), OPTICS)
+    assert len(two.photons) == 2 and two.photons[0] < two.photons[1] / 10
+
+
 HAZE_OPTICS = Optics(wavelength=525.0, na=1.4, pixel_size=65.0)
 HAZE_CASES = [(dens, h) for dens in (2.0, 4.0) for h in (0.0, 0.3, 1.0)]
 

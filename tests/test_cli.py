@@ -254,3 +254,52 @@ def test_progress_bar_into_a_log_stops_with_the_computation():
     worker.start()
     worker.join(timeout=25)
     assert not worker.is_alive(), "the progress bar waited out its interval"
+
+
+def test_simulate_cover_spans_the_calibrated_photon_counts(tmp_path, capsys):
+    """`dps simulate --cover`: the training levels span the photon counts that the given
+    calibrations measured; without a photon spread it is refused and nothing is written."""
+    from dps_stages.simulate import covering_levels
+
+    store = tmp_path / "sim.zarr"
+    assert (
+        main(
+            [
+                "simulate",
+                str(store),
+                "--size",
+                "128",
+                "--n-per-structure",
+                "1",
+                "--structures",
+                "microtubules",
+                "--levels",
+                "20,400",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    optics = ["--wavelength", "525", "--na", "1.4"]
+    counts = []
+    for level in ("20", "400"):
+        raw = tmp_path / f"raw{level}.zarr"
+        assert main(["extract", str(store), "--level", level, "--raw", str(raw)]) == 0
+        calib = tmp_path / f"calib{level}.json"
+        assert main(["calibrate", str(raw), str(calib), *optics]) == 0
+        counts += json.loads(calib.read_text())["camera"]["photons"]
+    assert len(counts) == 2 and counts[0] < counts[1]
+    covers = [str(tmp_path / "calib20.json"), str(tmp_path / "calib400.json")]
+    out = tmp_path / "train.zarr"
+    common = [str(out), "--split", "train", "--size", "32", "--n-per-structure", "1",
+              "--structures", "microtubules", "--calibration", covers[1], *optics]  # fmt: skip
+    assert main(["simulate", *common, "--cover", *covers]) == 0
+    attrs = io.read_attrs(out)
+    assert attrs["levels"] == covering_levels(counts, 2.0)
+    assert attrs["covered_photons"] == pytest.approx(counts)
+    refused = tmp_path / "refused.zarr"
+    common[0] = str(refused)
+    assert main(["simulate", *common, "--randomise", "none", "--cover", *covers]) != 0
+    assert "--cover needs randomised photon counts" in capsys.readouterr().err
+    assert not refused.exists()

@@ -414,3 +414,24 @@ def test_simulate_kwargs_from_calibration():
     d = simulate_dataset(["ccps"], 1, 16, OPTICS, levels=[30], seed=0, split="test", **kw)
     p = SIMPattern.from_dict(d["patterns"][0])
     np.testing.assert_allclose(np.mod(p.angles, np.pi), angles, atol=1e-9)
+
+
+@pytest.mark.parametrize("spread", [2.0, 1.5])
+def test_covering_levels_span_the_photon_counts(spread):
+    """Every count between the dimmest and the brightest lies within a level's randomised
+    range ``[L / s, L s]`` (to the rounding), with the fewest levels that can: intervals of
+    ratio ``s^2`` cover a ratio ``R`` with ``ceil(log R / log s^2)`` of them."""
+    from dps_stages.simulate import covering_levels
+
+    for photons in ([6.5, 12.0, 47.0, 183.0, 1146.0], [30.0], [30.0, 300.0], [20.0, 21.0]):
+        levels = np.asarray(covering_levels(photons, spread))
+        grid = np.geomspace(min(photons), max(photons), 400)
+        inside = (grid[:, None] >= levels / spread / 1.005) & (grid[:, None] <= levels * spread)
+        assert inside.any(axis=1).all()
+        ratio = max(photons) / min(photons)
+        assert len(levels) == max(1, int(np.ceil(np.log(ratio) / np.log(spread**2) - 1e-9)))
+    assert covering_levels([6.5, 1146.0], 2.0) == [13.0, 52.0, 208.0, 832.0]
+    with pytest.raises(ValueError, match="spread"):
+        covering_levels([10.0], 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        covering_levels([0.0, 10.0], 2.0)

@@ -146,10 +146,14 @@ def test_training_simulation_of_a_calibrated_microscope(tmp_path):
     assert "dps adapt sim results/models/sim results/cells/input/raw.zarr" in dry.stdout
     assert "--model results/cells/input/models/sim" in dry.stdout
     assert "dps infer sim results/cells/input/raw.zarr" in dry.stdout  # the frames it adapted on
+    # training and validation splits span the raw data's photon counts; the test split not
+    cover = "--cover results/cells/input/calibration.json --split"
+    assert dry.stdout.count(cover) == 2 and f"{cover} test" not in dry.stdout
     config["datasets"]["simulated"]["simulate"]["randomise"] = {"haze": 0.3}
     work = workdir_with(tmp_path / "w2", config)
     dry = snakemake("-n", "-p", cwd=work)
     assert "--randomise haze=0.3" in dry.stdout, dry.stdout[-3000:]
+    assert "--cover" not in dry.stdout  # no photon spread: the levels as written
     config["datasets"]["simulated"]["simulate"]["calibration"] = "simulated"
     work = workdir_with(tmp_path / "w3", config)
     run = snakemake("-n", cwd=work)

@@ -46,6 +46,10 @@ class CameraCalibration:
 
     ``read_noise`` is ``s_e = sigma_r / g`` in photo-electrons; ``intercept`` is ``v_0 =
     sigma_r^2 - g b`` (the part of the model one acquisition determines by the variance alone).
+    ``photons``: per acquisition, the signal in photo-electrons at its brightest widefield
+    pixels, ``(P_99.9(mean of the 9 frames, band-limited to the OTF) - b) / g`` (the 99.9th
+    percentile a noise-robust stand-in for the brightest pixel, the simulator's signal level);
+    empty without an offset.
     ``points`` (figure only, not written): ``(mu, var)`` of the tiles.
     """
 
@@ -57,6 +61,7 @@ class CameraCalibration:
     read_noise_sigma: float
     intercept: float
     n_tiles: int
+    photons: list[float] = field(default_factory=list)
     points: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -128,8 +133,25 @@ def calibrate_camera(
         read_noise_sigma=rn_sig,
         intercept=v0,
         n_tiles=int(mu.size),
+        photons=_signal_photons(arr, g, b, q < 1.0),
         points=np.stack([mu, var]),
     )
+
+
+#: the percentile of the widefield that stands for its brightest pixel (``photons``)
+SIGNAL_PERCENTILE = 99.9
+
+
+def _signal_photons(frames: np.ndarray, g: float, b: float, band: np.ndarray) -> list[float]:
+    """Per acquisition of 9 frames, ``(P_99.9(widefield) - b) / g`` photo-electrons, the
+    widefield projected onto the OTF support ``band`` first: the signal is band-limited, so
+    this removes the noise beyond the cutoff, which would raise the percentile, and keeps the
+    signal."""
+    if not (np.isfinite(b) and g > 0) or frames.shape[0] % 9:
+        return []
+    wide = frames.reshape(-1, 9, *frames.shape[-2:]).mean(axis=1)
+    wide = np.fft.ifft2(np.fft.fft2(wide) * band).real
+    return [float((np.percentile(w, SIGNAL_PERCENTILE) - b) / g) for w in wide]
 
 
 def _constrained_offset(

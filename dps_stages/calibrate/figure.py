@@ -24,6 +24,7 @@ def _photon_transfer(fig, ax, calib: Calibration) -> str:
     return (
         f"g={cam.gain:.3g}±{cam.gain_sigma:.2g} ADU/e-, b={cam.offset:.4g}±{cam.offset_sigma:.2g}"
         f"\nread noise {cam.read_noise:.3g}±{cam.read_noise_sigma:.2g} e-"
+        + (f", signal {min(cam.photons):.3g}-{max(cam.photons):.3g} e-" if cam.photons else "")
     )
 
 

@@ -66,12 +66,16 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     unknown = sorted(set(args.structures) - set(ALL_STRUCTURES))
     if unknown:
         raise io.DpsInputError(f"unknown structures {unknown}; choose from {list(ALL_STRUCTURES)}")
+    levels = [float(v) for v in args.levels]
+    covered: list[float] = []
+    if args.cover:
+        levels, covered = _covering(args, microscope)
     data = simulate_dataset(
         list(args.structures),
         args.n_per_structure,
         args.size,
         optics,
-        levels=[float(v) for v in args.levels],
+        levels=levels,
         seed=args.seed,
         split=args.split,
         pattern_kw=pattern,
@@ -83,7 +87,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "kind": "simulated",
         "split": args.split,
         "seed": args.seed,
-        "levels": [float(v) for v in args.levels],
+        "levels": levels,
         "structures": list(data["structure"]),
         "patterns": data["patterns"],
         "optics": optics.to_dict(),
@@ -93,9 +97,41 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     }
     if microscope:
         attrs |= {"microscope": _plain(microscope), "microscopes": _plain(data["microscopes"])}
+    if covered:
+        attrs["covered_photons"] = covered
     write_dataset(args.output, data, attrs, tile=args.tile)
     arrays = [k for k, v in data.items() if isinstance(v, np.ndarray)]
     log.info("wrote %s: %d images, arrays %s", args.output, len(data["structure"]), arrays)
+
+
+def _covering(args: argparse.Namespace, microscope: dict[str, Any]) -> tuple[list, list]:
+    """``--cover``: the levels whose randomised photon counts span those of the calibrations'
+    acquisitions (:func:`dps_stages.simulate.covering_levels`), and those counts."""
+    from dps_stages import io
+    from dps_stages.simulate import covering_levels
+
+    spread = float(np.exp(float((microscope.get("randomise") or {}).get("photons", 0.0))))
+    if not spread > 1.0:
+        raise io.DpsInputError(
+            "--cover needs randomised photon counts: --calibration with the 'photons' spread "
+            f"in --randomise; got spread {spread:g}"
+        )
+    photons: list[float] = []
+    for path in args.cover:
+        try:
+            counts = json.loads(Path(path).read_text())["camera"].get("photons") or []
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise io.DpsInputError(f"{path}: not a calibration JSON with a camera: {exc}") from exc
+        if not counts:
+            log.warning("%s: no photon count (camera offset undetermined); not covered", path)
+        photons += [float(v) for v in counts if float(v) > 0]
+    if not photons:
+        log.warning("--cover: no photon counts; the levels stay %s", list(args.levels))
+        return [float(v) for v in args.levels], []
+    levels = covering_levels(photons, spread)
+    log.info("photon counts %.3g-%.3g e- of %d acquisitions: levels %s (each within a "
+             "factor %.3g)", min(photons), max(photons), len(photons), levels, spread)  # fmt: skip
+    return levels, photons
 
 
 def _plain(value: Any) -> Any:
@@ -381,6 +417,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--randomise", type=_spreads, default=None,
                    help="with --calibration: spreads, e.g. 'modulation=0.15,haze=0.5'; "
                    "default: dps_stages.simulate.CALIBRATED_RANDOMISE; 'none': none")  # fmt: skip
+    p.add_argument("--cover", type=Path, nargs="+", default=None, metavar="CALIBRATION",
+                   help="with --calibration: calibration JSONs of the acquisitions to restore; "
+                   "the levels (instead of --levels) span their photon counts")  # fmt: skip
     _add_optics(p, pixel_size=True)
     p.set_defaults(func=cmd_simulate)
 

@@ -23,6 +23,7 @@ from .forward import (
 from .microscope import (
     CALIBRATED_RANDOMISE,
     RANDOMISE_KEYS,
+    covering_levels,
     microscope_otf,
     sim_passband_truth,
     simulate_kwargs_from_calibration,
@@ -54,6 +55,7 @@ __all__ = [
     "actin",
     "bin_image",
     "clathrin_pits",
+    "covering_levels",
     "draw_pits",
     "er",
     "microscope_otf",

@@ -50,6 +50,7 @@ __all__ = [
     "HAZE_KINDS",
     "CALIBRATED_RANDOMISE",
     "RANDOMISE_KEYS",
+    "covering_levels",
     "haze_background",
     "microscope_blur",
     "microscope_otf",
@@ -263,6 +264,28 @@ def haze_background(
 # --------------------------------------------------------------------------------------------
 # Randomisation around given values
 # --------------------------------------------------------------------------------------------
+def covering_levels(photons: Sequence[float], spread: float) -> list[float]:
+    """Signal levels whose randomised photon counts cover ``[min(photons), max(photons)]``.
+
+    Each level ``L`` is drawn at ``L e^u``, ``u`` uniform in ``[-log s, log s]``
+    (``randomise["photons"] = log s``, ``s = spread``), so it covers ``[L / s, L s]``; the
+    levels ``L_i = p_min s^(2 i + 1)``, ``i = 0, 1, ...`` until ``L_i s >= p_max``, tile the range
+    without gaps (rounded to 3 significant digits, a fraction of a per cent off). Training data
+    that span the photon counts of the acquisitions the networks will restore (each measured by
+    its calibration, :attr:`dps_stages.calibrate.CameraCalibration.photons`).
+    """
+    p = np.asarray([float(v) for v in photons], dtype=float)
+    if p.size == 0 or not np.all(np.isfinite(p) & (p > 0)):
+        raise ValueError(f"photon counts must be positive and finite; got {list(p)}")
+    if not spread > 1.0:
+        raise ValueError(f"the photon spread must exceed 1 (a randomised level); got {spread}")
+    lo, hi = float(p.min()), float(p.max())
+    levels = [lo * spread]
+    while levels[-1] * spread < hi:
+        levels.append(levels[-1] * spread * spread)
+    return [float(f"{v:.3g}") for v in levels]
+
+
 def _check_randomise(randomise: Mapping[str, float]) -> None:
     for key, s in randomise.items():
         if key not in RANDOMISE_KEYS:

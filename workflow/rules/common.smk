@@ -561,10 +561,29 @@ def calibration_json(ds):
     return f"{RESULTS}/{ds}/{levels(ds)[0]}/calibration.json"
 
 
+def covered_calibrations(w):
+    """The calibrations whose photon counts a calibrated simulation's training and validation
+    splits span (`simulate.training_levels: data`): those of every raw dataset."""
+    if (
+        w.split == "test"
+        or not simulate_setting(w.sim_ds, "calibration")
+        or simulate_setting(w.sim_ds, "training_levels") != "data"
+        or simulate_setting(w.sim_ds, "randomise") == {}
+    ):
+        return []
+    spreads = simulate_setting(w.sim_ds, "randomise")
+    if spreads is not None and not spreads.get("photons"):
+        return []
+    return [calibration_json(ds) for ds in DATASETS if ds not in SIMULATED and input_kind(ds) == "raw"]
+
+
 def simulate_inputs(w):
-    """A simulation of a calibrated microscope reads that dataset's calibration."""
+    """A simulation of a calibrated microscope reads that dataset's calibration (and, for
+    training data that span the user's photon counts, every raw dataset's)."""
     source = simulate_setting(w.sim_ds, "calibration")
-    return {"calibration": calibration_json(source)} if source else {}
+    if not source:
+        return {}
+    return {"calibration": calibration_json(source), "cover": covered_calibrations(w)}
 
 
 def simulate_calibration_options(w):
@@ -577,6 +596,8 @@ def simulate_calibration_options(w):
     spreads = simulate_setting(w.sim_ds, "randomise")
     if spreads is not None:
         args += ["--randomise", ",".join(f"{k}={v}" for k, v in spreads.items()) or "none"]
+    if cover := covered_calibrations(w):
+        args += ["--cover", *cover]
     return shlex.join(str(a) for a in args)
 
 
