@@ -146,7 +146,12 @@ def test_training_simulation_of_a_calibrated_microscope(tmp_path):
     assert "dps adapt sim results/models/sim results/cells/input/raw.zarr" in dry.stdout
     assert "--model results/cells/input/models/sim" in dry.stdout
     assert "dps infer sim results/cells/input/raw.zarr" in dry.stdout  # the frames it adapted on
-    # training and validation splits span the raw data's photon counts; the test split not
+    assert "--cover" not in dry.stdout  # the levels as written unless training_levels: data
+    # training_levels: data: training and validation splits span the raw data's photon
+    # counts; the test split not
+    config["datasets"]["simulated"]["simulate"]["training_levels"] = "data"
+    work = workdir_with(tmp_path / "w1", config)
+    dry = snakemake("-n", "-p", "--forceall", cwd=work)
     cover = "--cover results/cells/input/calibration.json --split"
     assert dry.stdout.count(cover) == 2 and f"{cover} test" not in dry.stdout
     config["datasets"]["simulated"]["simulate"]["randomise"] = {"haze": 0.3}
