@@ -132,7 +132,19 @@ def denoise_pairs(store: str | Path) -> Pairs:
             lo, hi = percentile_range(noisy)
             inputs.append(normalise(noisy, lo, hi))
             targets.append(normalise(expected, lo, hi))
-    return Pairs(inputs, targets, 1, {"store": str(store), "levels": attrs["levels"]})
+    desc = {"store": str(store), "levels": attrs["levels"], "photons": photon_range(attrs)}
+    return Pairs(inputs, targets, 1, desc)
+
+
+def photon_range(attrs: dict[str, Any]) -> list[float]:
+    """The photo-electrons at the brightest widefield pixel that a simulated split covers:
+    its levels, each spread by the calibrated simulator's photon factor (``randomise``'s
+    ``photons``, log-uniform within ``e^(+-s)``) where it has one."""
+    spread = float(np.exp(float(
+        ((attrs.get("microscope") or {}).get("randomise") or {}).get("photons", 0.0)
+    )))  # fmt: skip
+    levels = [float(v) for v in attrs["levels"]]
+    return [min(levels) / spread, max(levels) * spread]
 
 
 def _needs(restore: Restore | None, model: str | Path) -> Restore:

@@ -152,3 +152,45 @@ def test_infer_writes_the_error_and_the_wiener_stage_reads_it(tmp_path, capsys):
     assert main(["infer", "denoise", str(raw), str(dst), "--model", str(model),
                  "--calibration", str(small)]) == 0  # fmt: skip
     assert "denoise_error" not in io.open_stage(dst)[1]
+
+
+def test_signal_outside_the_denoisers_training_range_is_warned(tmp_path, caplog):
+    """A denoiser trained on 500-2000 photo-electrons warns on an acquisition of about 200
+    (the calibrated signal), one trained on 50-800 does not."""
+    import json
+
+    import torch
+
+    from dps_stages.cli import main
+    from dps_stages.inference import save_model
+    from dps_stages.nets import build
+    from dps_stages.pairs import photon_range
+
+    assert photon_range(
+        {"levels": [20.0, 100.0], "microscope": {"randomise": {"photons": 0.0}}}
+    ) == [20.0, 100.0]  # noqa: E501
+    assert photon_range(
+        {"levels": [20.0, 100.0], "microscope": {"randomise": {"photons": float(np.log(2))}}}
+    ) == pytest.approx([10.0, 200.0])  # noqa: E501
+    store, raw = tmp_path / "sim.zarr", tmp_path / "raw.zarr"
+    argv = ["simulate", str(store), "--size", "128", "--n-per-structure", "1",
+            "--structures", "microtubules", "--levels", "200", "--seed", "5"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["extract", str(store), "--level", "200", "--raw", str(raw)]) == 0
+    calib = tmp_path / "calib.json"
+    assert main(["calibrate", str(raw), str(calib), "--wavelength", "525", "--na", "1.4"]) == 0
+    (signal,) = json.loads(calib.read_text())["camera"]["photons"]
+    torch.manual_seed(0)
+    arch = {"frames": 9, "width": 4, "depth": 1, "blocks": 1}
+    for span, warned in (([500.0, 2000.0], True), ([50.0, 800.0], False)):
+        model = tmp_path / f"denoise_{span[0]:g}"
+        model.mkdir()
+        save_model(model / "model.pt", "denoise", build("denoise", arch),
+                   {"data": {"photons": span}})  # fmt: skip
+        caplog.clear()
+        assert main(["infer", "denoise", str(raw), str(tmp_path / f"dn_{span[0]:g}.zarr"),
+                     "--model", str(model), "--calibration", str(calib)]) == 0  # fmt: skip
+        err = caplog.text
+        assert ("the denoiser was trained on" in err) == warned, (signal, err[-500:])
+        if warned:
+            assert f"{signal:.3g}" in err and "500-2000" in err

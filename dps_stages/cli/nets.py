@@ -234,10 +234,11 @@ def _is_simulated(path: Path) -> bool:
     return "truth_2x" in group and "raw" in group
 
 
-def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict] | None:
+def _denoise_error(args: argparse.Namespace, model, arr, trained: dict) -> list[dict] | None:
     """Per image, the denoiser's error profile by SURE (:mod:`dps_stages.sure`) under the
     camera of ``--calibration``; None (with a warning) when that calibration could not
-    determine the camera (frames too small or too coarse: it records why)."""
+    determine the camera (frames too small or too coarse: it records why). Warns when the
+    calibrated signal lies outside the photon range the denoiser was trained on."""
     from dps_stages.inference import denoiser_error
     from dps_stages.noise import NoiseModel
 
@@ -259,6 +260,7 @@ def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict] | None:
             "noise beyond the OTF cutoff instead", args.calibration, record.get("reason") or exc,
         )  # fmt: skip
         return None
+    _check_training_range(args.calibration, record, trained)
     rng = np.random.default_rng(args.seed)
     out = []
     for i in range(arr.shape[0]):
@@ -267,6 +269,24 @@ def _denoise_error(args: argparse.Namespace, model, arr) -> list[dict] | None:
                  profile.raw_variance)  # fmt: skip
         out.append(profile.to_dict())
     return out
+
+
+def _check_training_range(path: Any, calibration: dict, trained: dict) -> None:
+    """Warn when an acquisition's calibrated signal (``camera.photons``) lies outside the
+    photon range of the denoiser's training data (its record's ``data.photons``)."""
+    span = (trained.get("data") or {}).get("photons")
+    counts = (calibration.get("camera") or {}).get("photons") or []
+    if not span or not counts:
+        return
+    lo, hi = float(span[0]), float(span[1])
+    outside = [float(p) for p in counts if not lo <= float(p) <= hi]
+    if outside:
+        log.warning(
+            "%s: the acquisition's signal (%s photo-electrons at its brightest pixels) lies "
+            "outside the %.4g-%.4g the denoiser was trained on: its output there extrapolates "
+            "(simulate.training_levels: data trains on the data's own range)", path,
+            ", ".join(f"{p:.3g}" for p in outside), lo, hi,
+        )  # fmt: skip
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -294,7 +314,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
         model, arr, tile=args.tile, batch=args.batch, denormalise=args.net == "denoise"
     )
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps", "stage", "denoise_error")}
-    if args.calibration is not None and (profiles := _denoise_error(args, model, arr)):
+    if args.calibration is not None and (profiles := _denoise_error(args, model, arr, record)):
         attrs["denoise_error"] = profiles
     attrs.update(
         {
