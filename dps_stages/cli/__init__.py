@@ -25,6 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     outputs = checks.output_paths(args)
     existed = {p for p in outputs.values() if p.exists() or p.is_symlink()}
+    started = time.perf_counter()
     try:
         checks.check_args(args)
         args.func(args)
@@ -84,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _remove_new_outputs(outputs.values(), existed)
         print(f"dps {args.command}: error: {_message(exc, args)}", file=sys.stderr)
         return 2
+    # after the command, lazy writes included (the time a command's own log gives before
+    # writing would leave out the work of a dask graph)
+    logging.getLogger("dps").info("dps %s took %.1f s", args.command, time.perf_counter() - started)
     return 0
 
 

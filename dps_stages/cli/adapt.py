@@ -84,7 +84,7 @@ def cmd_adapt(args: argparse.Namespace) -> None:
             "calibration": str(args.calibration) if args.calibration else "computed",
             "source_model": str(args.model),
             "history": {k: v for k, v in history.items() if not isinstance(v, np.ndarray)},
-            **_provenance("adapt", args, t0),
+            **_provenance("adapt", args),
         }
     }
     record = json.loads(json.dumps(record, default=str))  # plain types: weights_only loads it

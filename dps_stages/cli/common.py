@@ -4,10 +4,8 @@ provenance, progress and output writing. Imports nothing else of :mod:`dps_stage
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,11 +160,11 @@ def _psf_for(
 # reading, writing, provenance
 
 
-def _provenance(command: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
-    """What made an output: command, version, parameters. The time it took goes to the log,
+def _provenance(command: str, args: argparse.Namespace) -> dict[str, Any]:
+    """What made an output: command, version, parameters. The time it took goes to the log
+    (:func:`dps_stages.cli.main`, once the output is written: most writes compute lazily),
     not into the data, so that the same inputs give byte-identical outputs (a resumed run
     equals an uninterrupted one)."""
-    logging.getLogger("dps").info("%s took %.1f s", command, time.perf_counter() - started)
     params = {k: v for k, v in vars(args).items() if k != "func"}
     return {
         "dps": {

@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +296,6 @@ def cmd_infer(args: argparse.Namespace) -> None:
     from dps_stages.inference import describe, load_model, select_device
 
     _threads(args)
-    t0 = time.perf_counter()
     model, record = load_model(
         args.model, expect=args.net, device=select_device(args.device), precision=args.precision
     )
@@ -325,7 +323,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
         }
     )
     with _progress():
-        _write_any(args.output, out, attrs | _provenance("infer", args, t0), tile=args.tile)
+        _write_any(args.output, out, attrs | _provenance("infer", args), tile=args.tile)
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
@@ -335,7 +333,6 @@ def cmd_restore(args: argparse.Namespace) -> None:
     from dps_stages.cli.common import _optics, _provenance, _write_any
 
     _threads(args)
-    t0 = time.perf_counter()
     arr, meta = io.read_image(args.input)
     if args.kind == "raw":
         arr = io.as_raw_sim(arr, args.input)
@@ -362,7 +359,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
     )
     attrs = {"source": str(args.input), "stage": "restore", **info}
     _write_any(
-        args.output, out[0] if out.shape[0] == 1 else out, attrs | _provenance("restore", args, t0)
+        args.output, out[0] if out.shape[0] == 1 else out, attrs | _provenance("restore", args)
     )
 
 

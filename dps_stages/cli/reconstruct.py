@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -88,7 +87,6 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     from dps_stages.cli.common import _progress
     from dps_stages.sim.reconstruction import reconstruct_tiled
 
-    t0 = time.perf_counter()
     arr, meta = io.read_image(args.input, lazy=True, tile=args.tile)
     raw = da.asarray(io.as_raw_sim(arr, args.input)).astype(np.float32)
     raw = io.check_image(raw, args.input, min_size=16)  # checked as it streams
@@ -144,7 +142,7 @@ def cmd_sim_reconstruct(args: argparse.Namespace) -> None:
     # One tile at a time: a SIM tile holds about a dozen complex arrays on the 2x grid, and
     # its FFTs already use every core (workers=-1), so parallel tiles only add memory.
     with _progress(), dask.config.set(scheduler="synchronous"):
-        _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args, t0),
+        _write_any(args.output, images, attrs | _provenance("sim-reconstruct", args),
                    tile=args.tile)  # fmt: skip
 
 
@@ -154,7 +152,6 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
     from dps_stages.cli.common import _progress
     from dps_stages.deconvolution import deconvolution_halo, deconvolve_tiled
 
-    t0 = time.perf_counter()
     arr, meta = io.read_image(args.input, lazy=True, tile=args.tile)
     images = io.as_image_stack(arr, args.input)
     images = io.check_image(images, args.input)  # a lazy stack is checked as it streams
@@ -171,7 +168,7 @@ def cmd_deconvolve(args: argparse.Namespace) -> None:
     attrs.update({"source": str(args.input), "stage": args.stage or args.method,
                   "pixel_size": pixel_size, "psf": str(args.psf)})  # fmt: skip
     with _progress():
-        _write_any(args.output, out, attrs | _provenance("deconvolve", args, t0),
+        _write_any(args.output, out, attrs | _provenance("deconvolve", args),
                    tile=args.tile)  # fmt: skip
 
 

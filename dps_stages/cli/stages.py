@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,6 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from dps_stages.optics import Optics
     from dps_stages.simulate import ALL_STRUCTURES, simulate_dataset, write_dataset
 
-    t0 = time.perf_counter()
     optics = Optics(wavelength=args.wavelength, na=args.na, pixel_size=args.pixel_size,
                     modulation_factor=args.modulation_factor)  # fmt: skip
     noise = {
@@ -93,7 +91,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "optics": optics.to_dict(),
         "pixel_size": optics.pixel_size,
         "noise": noise,
-        **_provenance("simulate", args, t0),
+        **_provenance("simulate", args),
     }
     if microscope:
         attrs |= {"microscope": _plain(microscope), "microscopes": _plain(data["microscopes"])}
@@ -176,7 +174,6 @@ def cmd_extract(args: argparse.Namespace) -> None:
     """Take one signal level of a simulated split as the stage inputs raw and widefield."""
     from dps_stages import io
 
-    t0 = time.perf_counter()
     group = io.open_group(args.store)
     attrs = dict(group.attrs)
     keys = [level_key(v) for v in attrs["levels"]]
@@ -191,7 +188,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
         "pixel_size": attrs["optics"]["pixel_size"],
         "truth_store": str(args.store),
     }
-    prov = _provenance("extract", args, t0)
+    prov = _provenance("extract", args)
     if args.raw:
         io.write_stage(args.raw, group["raw"][:, li], {**common, "stage": "raw", **prov})
     if args.widefield:
@@ -205,7 +202,6 @@ def cmd_import(args: argparse.Namespace) -> None:
 
     from dps_stages import io
 
-    t0 = time.perf_counter()
     if args.widefield and args.kind != "raw":
         raise DpsInputError("--widefield is only for --kind raw (the mean of the 9 frames)")
     arr, meta = io.read_image(args.input)
@@ -224,7 +220,7 @@ def cmd_import(args: argparse.Namespace) -> None:
             "or set optics.pixel_size for this dataset"
         )
     attrs = {"source": str(args.input), "level": "input", "pixel_size": float(pixel_size)}
-    attrs.update(_provenance("import", args, t0))
+    attrs.update(_provenance("import", args))
     io.write_stage(args.output, arr, {**attrs, "stage": args.kind}, tile=args.tile)
     if args.widefield:
         io.write_stage(
@@ -240,7 +236,6 @@ def cmd_background(args: argparse.Namespace) -> None:
     from dps_stages import io
     from dps_stages.background import subtract_background_tiled
 
-    t0 = time.perf_counter()
     arr, meta = io.read_image(args.input, lazy=True, tile=args.tile)
     arr = io.check_image(arr, args.input)
     check_radius(args.radius, arr.shape, args.input)
@@ -248,7 +243,7 @@ def cmd_background(args: argparse.Namespace) -> None:
     attrs = {k: v for k, v in meta.items() if k not in ("path", "dps")}
     attrs.update({"source": str(args.input), "stage": args.stage or "background"})
     with _progress():
-        _write_any(args.output, out, attrs | _provenance("background", args, t0), tile=args.tile)
+        _write_any(args.output, out, attrs | _provenance("background", args), tile=args.tile)
 
 
 # --------------------------------------------------------------------------------------------
