@@ -94,6 +94,20 @@ def test_noise_variance_sets_the_same_wiener_parameter_as_white_noise():
     assert np.std(np.diff(b, axis=1)) < np.std(np.diff(a, axis=1))
 
 
+def _calibrated_acquisition(tmp_path):
+    """One simulated raw acquisition (200 photons, 128 x 128) and its `dps calibrate` JSON."""
+    from dps_stages.cli import main
+
+    store, raw = tmp_path / "sim.zarr", tmp_path / "raw.zarr"
+    argv = ["simulate", str(store), "--size", "128", "--n-per-structure", "1",
+            "--structures", "microtubules", "--levels", "200", "--seed", "5"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["extract", str(store), "--level", "200", "--raw", str(raw)]) == 0
+    calib = tmp_path / "calib.json"
+    assert main(["calibrate", str(raw), str(calib), "--wavelength", "525", "--na", "1.4"]) == 0
+    return raw, calib
+
+
 def test_infer_writes_the_error_and_the_wiener_stage_reads_it(tmp_path, capsys):
     """`dps infer denoise --calibration` writes one error profile per acquisition (the raw
     variance that of the simulated camera), `dps sim-reconstruct` of its frames takes the
@@ -108,13 +122,7 @@ def test_infer_writes_the_error_and_the_wiener_stage_reads_it(tmp_path, capsys):
     from dps_stages.inference import save_model
     from dps_stages.nets import build
 
-    store, raw = tmp_path / "sim.zarr", tmp_path / "raw.zarr"
-    argv = ["simulate", str(store), "--size", "128", "--n-per-structure", "1",
-            "--structures", "microtubules", "--levels", "200", "--seed", "5"]  # fmt: skip
-    assert main(argv) == 0
-    assert main(["extract", str(store), "--level", "200", "--raw", str(raw)]) == 0
-    calib = tmp_path / "calib.json"
-    assert main(["calibrate", str(raw), str(calib), "--wavelength", "525", "--na", "1.4"]) == 0
+    raw, calib = _calibrated_acquisition(tmp_path)
     torch.manual_seed(0)
     model = tmp_path / "denoise"
     model.mkdir()
@@ -168,17 +176,11 @@ def test_signal_outside_the_denoisers_training_range_is_warned(tmp_path, caplog)
 
     assert photon_range(
         {"levels": [20.0, 100.0], "microscope": {"randomise": {"photons": 0.0}}}
-    ) == [20.0, 100.0]  # noqa: E501
+    ) == [20.0, 100.0]
     assert photon_range(
         {"levels": [20.0, 100.0], "microscope": {"randomise": {"photons": float(np.log(2))}}}
-    ) == pytest.approx([10.0, 200.0])  # noqa: E501
-    store, raw = tmp_path / "sim.zarr", tmp_path / "raw.zarr"
-    argv = ["simulate", str(store), "--size", "128", "--n-per-structure", "1",
-            "--structures", "microtubules", "--levels", "200", "--seed", "5"]  # fmt: skip
-    assert main(argv) == 0
-    assert main(["extract", str(store), "--level", "200", "--raw", str(raw)]) == 0
-    calib = tmp_path / "calib.json"
-    assert main(["calibrate", str(raw), str(calib), "--wavelength", "525", "--na", "1.4"]) == 0
+    ) == pytest.approx([10.0, 200.0])
+    raw, calib = _calibrated_acquisition(tmp_path)
     (signal,) = json.loads(calib.read_text())["camera"]["photons"]
     torch.manual_seed(0)
     arch = {"frames": 9, "width": 4, "depth": 1, "blocks": 1}
