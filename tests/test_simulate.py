@@ -426,11 +426,15 @@ def test_covering_levels_span_the_photon_counts(spread):
     for photons in ([6.5, 12.0, 47.0, 183.0, 1146.0], [30.0], [30.0, 300.0], [20.0, 21.0]):
         levels = np.asarray(covering_levels(photons, spread))
         grid = np.geomspace(min(photons), max(photons), 400)
-        inside = (grid[:, None] >= levels / spread / 1.005) & (grid[:, None] <= levels * spread)
-        assert inside.any(axis=1).all()
+        lo, hi = levels / spread / 1.005, levels * spread * 1.005  # the rounding
+        assert ((grid[:, None] >= lo) & (grid[:, None] <= hi)).any(axis=1).all()
         ratio = max(photons) / min(photons)
         assert len(levels) == max(1, int(np.ceil(np.log(ratio) / np.log(spread**2) - 1e-9)))
-    assert covering_levels([6.5, 1146.0], 2.0) == [13.0, 52.0, 208.0, 832.0]
+        # centred: the same margin beyond the dimmest and the brightest count
+        below, above = min(photons) / (levels[0] / spread), levels[-1] * spread / max(photons)
+        assert below == pytest.approx(above, rel=0.01)
+    assert covering_levels([30.0], 2.0) == [30.0]
+    assert covering_levels([5.4, 1146.0], 2.0) == [9.83, 39.3, 157.0, 629.0]
     with pytest.raises(ValueError, match="spread"):
         covering_levels([10.0], 1.0)
     with pytest.raises(ValueError, match="positive"):

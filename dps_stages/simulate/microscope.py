@@ -268,22 +268,23 @@ def covering_levels(photons: Sequence[float], spread: float) -> list[float]:
     """Signal levels whose randomised photon counts cover ``[min(photons), max(photons)]``.
 
     Each level ``L`` is drawn at ``L e^u``, ``u`` uniform in ``[-log s, log s]``
-    (``randomise["photons"] = log s``, ``s = spread``), so it covers ``[L / s, L s]``; the
-    levels ``L_i = p_min s^(2 i + 1)``, ``i = 0, 1, ...`` until ``L_i s >= p_max``, tile the range
-    without gaps (rounded to 3 significant digits, a fraction of a per cent off). Training data
-    that span the photon counts of the acquisitions the networks will restore (each measured by
-    its calibration, :attr:`dps_stages.calibrate.CameraCalibration.photons`).
+    (``randomise["photons"] = log s``, ``s = spread``), so it covers ``[L / s, L s]``. The
+    fewest levels that tile the range, ``n = max(1, ceil(log R / log s^2))`` for ``R =
+    p_max / p_min``, at ratios ``s^2`` (no gaps), centred on the range in log: ``L_i = p_min s
+    (s^2)^i / sqrt(q)`` with the slack ``q = s^(2n) / R`` shared by both ends (one count: one
+    level, the count itself). Rounded to 3 significant digits. Training data that span the
+    photon counts of the acquisitions the networks will restore (each measured by its
+    calibration, :attr:`dps_stages.calibrate.CameraCalibration.photons`).
     """
     p = np.asarray([float(v) for v in photons], dtype=float)
     if p.size == 0 or not np.all(np.isfinite(p) & (p > 0)):
         raise ValueError(f"photon counts must be positive and finite; got {list(p)}")
     if not spread > 1.0:
         raise ValueError(f"the photon spread must exceed 1 (a randomised level); got {spread}")
-    lo, hi = float(p.min()), float(p.max())
-    levels = [lo * spread]
-    while levels[-1] * spread < hi:
-        levels.append(levels[-1] * spread * spread)
-    return [float(f"{v:.3g}") for v in levels]
+    ratio = float(p.max() / p.min())
+    n = max(1, int(np.ceil(np.log(ratio) / np.log(spread**2) - 1e-12)))
+    first = float(p.min()) * spread / np.sqrt(spread ** (2 * n) / ratio)
+    return [float(f"{first * spread ** (2 * i):.3g}") for i in range(n)]
 
 
 def _check_randomise(randomise: Mapping[str, float]) -> None:
