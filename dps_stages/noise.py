@@ -202,7 +202,8 @@ class NoiseModel:
     :func:`acquisition_chain`: ``Var[y] = g (E y - b) + sigma_r^2``.
 
     ``gain`` ``g`` (ADU per photo-electron), ``offset`` ``b`` (ADU), ``read_noise``
-    ``sigma_r`` (ADU, quantisation ``1/12`` included by :meth:`from_calibration`). Where the
+    ``sigma_r`` (ADU, the quantisation's variance included by :meth:`from_calibration`: the
+    calibration's ``quantisation``, else ``1/12``, the rounding to integer ADU). Where the
     calibration determined the slope but not the offset (no dark tiles), ``offset`` is NaN
     and ``intercept`` ``v_0`` carries the line ``Var[y] = g E y + v_0``
     (:mod:`dps_stages.calibrate.camera`).
@@ -244,9 +245,10 @@ class NoiseModel:
             return float("nan") if v is None else float(v)
 
         g, b, v0 = get("gain"), get("offset"), get("intercept")
+        q = get("quantisation")  # 1/12 for integer frames (the calibration records it)
         sr = get("read_noise_adu")
         if not np.isfinite(sr):
-            sr = float(np.sqrt((g * get("read_noise")) ** 2 + 1.0 / 12.0))
+            sr = float(np.sqrt((g * get("read_noise")) ** 2 + (q if np.isfinite(q) else 1 / 12)))
         if not (np.isfinite(b) and np.isfinite(sr)):
             b = sr = float("nan")
         if not (g > 0 and (np.isfinite(b) or np.isfinite(v0))):

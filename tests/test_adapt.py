@@ -42,6 +42,9 @@ def test_noise_model_variance_and_calibration_forms():
     np.testing.assert_allclose(nm.variance(y), [s2, s2, 2.0 * 50 + s2], rtol=1e-6)
     same = NoiseModel.from_calibration({"gain": 2.0, "offset": 100.0, "read_noise_adu": 3.0})
     assert same.read_noise == 3.0
+    # frames that were not integer (the calibration's quantisation 0): no rounding variance
+    real = NoiseModel.from_calibration(CAMERA | {"quantisation": 0.0})
+    assert real.read_noise == pytest.approx(2.0 * 1.5)
     with pytest.raises(ValueError):
         NoiseModel.from_calibration({"gain": float("nan"), "offset": 0.0, "read_noise": 1.0})
 

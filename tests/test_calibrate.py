@@ -77,6 +77,9 @@ def test_camera_gain_offset_read_noise() -> None:
     assert abs(cam.offset - OFFSET) < 10.0
     assert abs(cam.read_noise - READ) < 1.0
     assert 0 < cam.gain_sigma < 0.2 and cam.offset_sigma > 0
+    # integer ADU carry the rounding's 1/12 ADU^2; frames that are not integer do not
+    assert cam.quantisation == pytest.approx(1 / 12)
+    assert cal.calibrate_camera(raw + 1e-3, OPTICS).quantisation == 0.0
 
 
 def test_camera_signal_photons() -> None:

@@ -62,6 +62,7 @@ class CameraCalibration:
     intercept: float
     n_tiles: int
     photons: list[float] = field(default_factory=list)
+    quantisation: float = 1.0 / 12.0
     points: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -134,6 +135,7 @@ def calibrate_camera(
         intercept=v0,
         n_tiles=int(mu.size),
         photons=_signal_photons(arr, g, b, q < 1.0),
+        quantisation=quant,
         points=np.stack([mu, var]),
     )
 
