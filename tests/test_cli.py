@@ -298,6 +298,13 @@ def test_simulate_cover_spans_the_calibrated_photon_counts(tmp_path, capsys):
     attrs = io.read_attrs(out)
     assert attrs["levels"] == covering_levels(counts, 2.0)
     assert attrs["covered_photons"] == pytest.approx(counts)
+    # an acquisition the calibration could not determine is left out, with a warning
+    undetermined = tmp_path / "undetermined.json"
+    undetermined.write_text(json.dumps({"determined": False, "reason": "too small"}))
+    partial = tmp_path / "partial.zarr"
+    common[0] = str(partial)
+    assert main(["simulate", *common, "--cover", covers[0], str(undetermined)]) == 0
+    assert io.read_attrs(partial)["covered_photons"] == pytest.approx(counts[:1])
     refused = tmp_path / "refused.zarr"
     common[0] = str(refused)
     assert main(["simulate", *common, "--randomise", "none", "--cover", *covers]) != 0

@@ -117,11 +117,15 @@ def _covering(args: argparse.Namespace, microscope: dict[str, Any]) -> tuple[lis
     photons: list[float] = []
     for path in args.cover:
         try:
-            counts = json.loads(Path(path).read_text())["camera"].get("photons") or []
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise io.DpsInputError(f"{path}: not a calibration JSON with a camera: {exc}") from exc
+            record = json.loads(Path(path).read_text())
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except (OSError, ValueError) as exc:
+            raise io.DpsInputError(f"{path}: not a calibration JSON: {exc}") from exc
+        # an acquisition the calibration could not determine has no camera: not covered
+        counts = (record.get("camera") or {}).get("photons") or []
         if not counts:
-            log.warning("%s: no photon count (camera offset undetermined); not covered", path)
+            log.warning("%s: no photon count (camera or offset undetermined); not covered", path)
         photons += [float(v) for v in counts if float(v) > 0]
     if not photons:
         log.warning("--cover: no photon counts; the levels stay %s", list(args.levels))

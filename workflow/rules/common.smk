@@ -568,13 +568,13 @@ def covered_calibrations(w):
         w.split == "test"
         or not simulate_setting(w.sim_ds, "calibration")
         or simulate_setting(w.sim_ds, "training_levels") != "data"
-        or simulate_setting(w.sim_ds, "randomise") == {}
     ):
         return []
-    spreads = simulate_setting(w.sim_ds, "randomise")
+    spreads = simulate_setting(w.sim_ds, "randomise")  # None: the defaults, photons included
     if spreads is not None and not spreads.get("photons"):
         return []
-    return [calibration_json(ds) for ds in DATASETS if ds not in SIMULATED and input_kind(ds) == "raw"]
+    raw = [ds for ds in DATASETS if ds not in SIMULATED and input_kind(ds) == "raw"]
+    return [calibration_json(ds) for ds in raw]
 
 
 def simulate_inputs(w):
