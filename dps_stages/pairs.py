@@ -140,9 +140,9 @@ def photon_range(attrs: dict[str, Any]) -> list[float]:
     """The photo-electrons at the brightest widefield pixel that a simulated split covers:
     its levels, each spread by the calibrated simulator's photon factor (``randomise``'s
     ``photons``, log-uniform within ``e^(+-s)``) where it has one."""
-    spread = float(np.exp(float(
-        ((attrs.get("microscope") or {}).get("randomise") or {}).get("photons", 0.0)
-    )))  # fmt: skip
+    from dps_stages.simulate import photon_spread
+
+    spread = photon_spread((attrs.get("microscope") or {}).get("randomise"))
     levels = [float(v) for v in attrs["levels"]]
     return [min(levels) / spread, max(levels) * spread]
 

@@ -16,10 +16,10 @@ power ``E |C_k|^2`` of the denoised mean frame is estimated, and averaged over r
 ``tr(A_k Sigma A_k^H) = N mean(Sigma) / 9`` (``N`` pixels per frame).
 
 The camera's Poisson-Gaussian noise is taken as Gaussian with the calibrated per-pixel
-variance ``var = g (y - b)_+ + (g s_e)^2 + 1/12`` (ADU; gain ``g``, offset ``b``, read noise
-``s_e`` photo-electrons, quantisation; :class:`dps_stages.noise.NoiseModel`), the usual
-heteroscedastic approximation (Foi et al., IEEE TIP 17, 1737, 2008), evaluated at the data
-``y``.
+variance ``var = g (y - b)_+ + (g s_e)^2 + q`` (ADU; gain ``g``, offset ``b``, read noise
+``s_e`` photo-electrons, ``q = 1/12`` for integer ADU; :class:`dps_stages.noise.NoiseModel`),
+the usual heteroscedastic approximation (Foi et al., IEEE TIP 17, 1737, 2008), evaluated at
+the data ``y``.
 
 Each ring's power is written as the variance ``v`` per pixel and frame of white noise that
 gives the same power (``v = 9 E|C_k|^2 / N``, ADU^2), so that it compares directly with the

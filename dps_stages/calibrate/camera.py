@@ -93,7 +93,8 @@ def calibrate_camera(
         )
     h = np.fft.ifft2(mask).real
     h2, h3 = float((h * h).sum()), float((h**3).sum())
-    hp = np.fft.ifft2(np.fft.fft2(arr) * mask).real
+    spec = np.fft.fft2(arr)
+    hp = np.fft.ifft2(spec * mask).real
     mu = tile_means(arr, tile).ravel()
     var = (tile_means(hp * hp, tile) / h2).ravel()
     k3 = (tile_means(hp**3, tile) / h3).ravel()
@@ -134,7 +135,7 @@ def calibrate_camera(
         read_noise_sigma=rn_sig,
         intercept=v0,
         n_tiles=int(mu.size),
-        photons=_signal_photons(arr, g, b, q < 1.0),
+        photons=_signal_photons(spec, g, b, q < 1.0),
         quantisation=quant,
         points=np.stack([mu, var]),
     )
@@ -144,15 +145,14 @@ def calibrate_camera(
 SIGNAL_PERCENTILE = 99.9
 
 
-def _signal_photons(frames: np.ndarray, g: float, b: float, band: np.ndarray) -> list[float]:
-    """Per acquisition of 9 frames, ``(P_99.9(widefield) - b) / g`` photo-electrons, the
-    widefield projected onto the OTF support ``band`` first: the signal is band-limited, so
-    this removes the noise beyond the cutoff, which would raise the percentile, and keeps the
-    signal."""
-    if not (np.isfinite(b) and g > 0) or frames.shape[0] % 9:
+def _signal_photons(spec: np.ndarray, g: float, b: float, band: np.ndarray) -> list[float]:
+    """Per acquisition of 9 frames (their spectra ``spec``), ``(P_99.9(widefield) - b) / g``
+    photo-electrons, the widefield projected onto the OTF support ``band`` first: the signal
+    is band-limited, so this removes the noise beyond the cutoff, which would raise the
+    percentile, and keeps the signal."""
+    if not (np.isfinite(b) and g > 0) or spec.shape[0] % 9:
         return []
-    wide = frames.reshape(-1, 9, *frames.shape[-2:]).mean(axis=1)
-    wide = np.fft.ifft2(np.fft.fft2(wide) * band).real
+    wide = np.fft.ifft2(spec.reshape(-1, 9, *spec.shape[-2:]).mean(axis=1) * band).real
     return [float((np.percentile(w, SIGNAL_PERCENTILE) - b) / g) for w in wide]
 
 

@@ -106,9 +106,9 @@ def _covering(args: argparse.Namespace, microscope: dict[str, Any]) -> tuple[lis
     """``--cover``: the levels whose randomised photon counts span those of the calibrations'
     acquisitions (:func:`dps_stages.simulate.covering_levels`), and those counts."""
     from dps_stages import io
-    from dps_stages.simulate import covering_levels
+    from dps_stages.simulate import covering_levels, photon_spread
 
-    spread = float(np.exp(float((microscope.get("randomise") or {}).get("photons", 0.0))))
+    spread = photon_spread(microscope.get("randomise"))
     if not spread > 1.0:
         raise io.DpsInputError(
             "--cover needs randomised photon counts: --calibration with the 'photons' spread "

@@ -25,6 +25,7 @@ from .microscope import (
     RANDOMISE_KEYS,
     covering_levels,
     microscope_otf,
+    photon_spread,
     sim_passband_truth,
     simulate_kwargs_from_calibration,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "er",
     "microscope_otf",
     "microtubules",
+    "photon_spread",
     "random_pattern",
     "render_pits",
     "sim_frames",

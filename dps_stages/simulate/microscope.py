@@ -54,6 +54,7 @@ __all__ = [
     "haze_background",
     "microscope_blur",
     "microscope_otf",
+    "photon_spread",
     "randomise_microscope",
     "sim_passband_truth",
     "simulate_kwargs_from_calibration",
@@ -264,6 +265,12 @@ def haze_background(
 # --------------------------------------------------------------------------------------------
 # Randomisation around given values
 # --------------------------------------------------------------------------------------------
+def photon_spread(randomise: Mapping[str, float] | None) -> float:
+    """The factor ``s = e^(randomise["photons"])`` within which a level's photon count is drawn
+    either way (1: not randomised)."""
+    return float(np.exp(float((randomise or {}).get("photons", 0.0))))
+
+
 def covering_levels(photons: Sequence[float], spread: float) -> list[float]:
     """Signal levels whose randomised photon counts cover ``[min(photons), max(photons)]``.
 
